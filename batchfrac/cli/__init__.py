@@ -1,0 +1,44 @@
+"""The ``batchfrac`` command line (Typer).
+
+Command modules stay thin: they validate arguments, build a config object and call
+library code. Heavy imports (TensorFlow/Keras, Dask) happen inside the command
+functions so that ``batchfrac --help`` stays fast and never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import doctor, evaluate, export, models, preview, scan, synth, train
+
+app = typer.Typer(
+    name="batchfrac",
+    help="Screen musculoskeletal radiographs in DICOM archives for abnormalities.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+app.command("scan")(scan.scan)
+app.command("export")(export.export)
+app.command("doctor")(doctor.doctor)
+app.command("preview")(preview.preview)
+app.command("synth")(synth.synth)
+app.command("train")(train.train)
+app.command("evaluate")(evaluate.evaluate)
+app.add_typer(models.app, name="models")
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        from .. import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

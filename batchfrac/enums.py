@@ -1,0 +1,93 @@
+"""Fixed vocabularies shared by the CLI, the reports and the schema files.
+
+The string values are part of the public contract: they appear as CLI choices,
+as Parquet column values and in ``schemas/*.json``. Change them only with a
+schema version bump.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Bone(str, Enum):
+    """The seven MURA upper-extremity study types, in router class order."""
+
+    ELBOW = "elbow"
+    FINGER = "finger"
+    FOREARM = "forearm"
+    HAND = "hand"
+    HUMERUS = "humerus"
+    SHOULDER = "shoulder"
+    WRIST = "wrist"
+
+    @property
+    def mura_part(self) -> str:
+        """The MURA folder name of this bone, e.g. ``XR_HAND``."""
+        return f"XR_{self.value.upper()}"
+
+    @classmethod
+    def from_mura_part(cls, part: str) -> Bone:
+        """Inverse of :attr:`mura_part` (``XR_HAND`` -> ``Bone.HAND``)."""
+        if not part.upper().startswith("XR_"):
+            raise ValueError(f"not a MURA body part folder: {part!r} (expected XR_<PART>)")
+        return cls(part[3:].lower())
+
+
+class Head(str, Enum):
+    """A trainable task of the model bundle: the router or one bone classifier."""
+
+    ROUTER = "router"
+    ELBOW = "elbow"
+    FINGER = "finger"
+    FOREARM = "forearm"
+    HAND = "hand"
+    HUMERUS = "humerus"
+    SHOULDER = "shoulder"
+    WRIST = "wrist"
+
+    @property
+    def bone(self) -> Bone | None:
+        """The bone this head classifies, or ``None`` for the router."""
+        return None if self is Head.ROUTER else Bone(self.value)
+
+
+class Status(str, Enum):
+    """Outcome of one image row: every file found gets exactly one of these."""
+
+    OK = "ok"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+
+class Reason(str, Enum):
+    """Machine-readable reason for a ``skipped`` or ``error`` row."""
+
+    NOT_DICOM = "not_dicom"
+    DICOMDIR = "dicomdir"
+    NON_IMAGE = "non_image"
+    UNSUPPORTED_MODALITY = "unsupported_modality"
+    NO_PIXEL_DATA = "no_pixel_data"
+    READ_ERROR = "read_error"
+    DECODE_ERROR = "decode_error"
+    TRUNCATED = "truncated"
+    TOO_LARGE = "too_large"
+    UNSUPPORTED_TRANSFER_SYNTAX = "unsupported_transfer_syntax"
+    TIMEOUT = "timeout"
+
+    @property
+    def status(self) -> Status:
+        """Whether this reason means the file was skipped on purpose or failed."""
+        return Status.SKIPPED if self in _SKIP_REASONS else Status.ERROR
+
+
+_SKIP_REASONS = frozenset(
+    {Reason.NOT_DICOM, Reason.DICOMDIR, Reason.NON_IMAGE, Reason.UNSUPPORTED_MODALITY}
+)
+
+
+class Label(str, Enum):
+    """Per-bone classifier classes, in head output order."""
+
+    NORMAL = "normal"
+    ABNORMAL = "abnormal"

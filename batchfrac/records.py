@@ -1,0 +1,66 @@
+"""Small frozen records that cross process boundaries (never pydicom Datasets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .enums import Reason, Status
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    """Identity of one input file for resume: a file is re-done when any of these change."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class DicomHeader:
+    """The header values batchfrac needs, read without pixel data.
+
+    Missing optional attributes are ``None``; ``rows``/``columns`` are 0 for
+    objects without an image (which are skipped as ``non_image``).
+    """
+
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    study_instance_uid: str | None
+    series_instance_uid: str | None
+    patient_id: str | None
+    accession_number: str | None
+    modality: str | None
+    body_part_examined: str | None
+    view_position: str | None
+    laterality: str | None
+    photometric_interpretation: str | None
+    rows: int
+    columns: int
+    number_of_frames: int
+    bits_stored: int | None
+    samples_per_pixel: int
+    transfer_syntax_uid: str | None
+    has_preamble: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    """One image-report row before inference: one per file, or per frame of a multi-frame file.
+
+    ``pixels`` holds the preprocessed model input (H, W, 3) float32 for ``ok`` rows
+    and is ``None`` otherwise. ``flags`` are short machine-readable notes
+    (e.g. ``no_preamble``) that do not change the status.
+    """
+
+    file: FileStat
+    status: Status
+    reason: Reason | None
+    header: DicomHeader | None
+    frame: int = 0
+    decode_ms: float = 0.0
+    detail: str = ""
+    flags: tuple[str, ...] = ()
+    pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
