@@ -28,17 +28,37 @@ app.command("evaluate")(evaluate.evaluate)
 app.add_typer(models.app, name="models")
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from .. import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
 
 
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Screen musculoskeletal radiographs in DICOM archives for abnormalities."""
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    Exit codes are part of the interface (cron and schedulers read them): 0 success,
+    3 finished with some ``error`` rows, 1 fatal. Click reports bad arguments with
+    code 2; the console script maps that to 1 so that every fatal start-up problem
+    (bad arguments, unreadable bundle, missing archive) reads the same.
+    """
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == _CLICK_USAGE_ERROR:
+            raise SystemExit(1) from None
+        raise
+
+
+_CLICK_USAGE_ERROR = 2
