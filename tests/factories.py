@@ -3,6 +3,7 @@ interpretation and transfer syntax at test time (no patient data is committed)."
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def make_image_dataset(
 def write_dataset(ds: Dataset, path: Path, transfer_syntax: str | UID | None = None) -> Path:
     """Write ``ds`` to ``path`` (with preamble), compressing to ``transfer_syntax`` if given."""
     if transfer_syntax is not None and UID(transfer_syntax) != ds.file_meta.TransferSyntaxUID:
-        ds = ds.copy()
+        ds = copy.deepcopy(ds)
         ds.compress(UID(transfer_syntax))
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)

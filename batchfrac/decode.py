@@ -1,0 +1,267 @@
+"""The **decode** stage: the pixel data of one file -> grey frames ready for preprocessing.
+
+:func:`decode` returns one 2-D float32 image in ``[0, 1]`` per frame, in display
+orientation (rows top to bottom, columns left to right, as stored: nothing is
+flipped) with bone bright. The display transforms live in :mod:`batchfrac.display`;
+this module handles the file: the size cap, the transfer syntax and its plugins,
+missing and truncated pixel data, and the multi-frame policy.
+
+Decoding itself is pydicom's (``Decoder.iter_array``), which runs whichever installed
+plugin (pylibjpeg, gdcm, pyjpegls, pillow) can handle the transfer syntax and converts
+YBR_FULL / YBR_FULL_422 to RGB.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import get_decoder
+from pydicom.pixels.decoders.base import Decoder
+from pydicom.pixels.utils import get_expected_length
+from pydicom.tag import Tag
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from .display import to_display
+from .enums import Reason
+from .errors import FileRejected
+from .records import DicomHeader
+
+__all__ = ["DecodePolicy", "FramePolicy", "decode"]
+
+# What pydicom and its plugins raise for pixel data they cannot decode (pydicom's
+# own "all plugins failed" RuntimeError lists each plugin's message).
+_DECODER_ERRORS = (ValueError, RuntimeError, NotImplementedError, struct.error)
+# What dcmread raises for a file that turned bad after the header stage read it.
+_READ_ERRORS = (InvalidDicomError, EOFError, struct.error, zlib.error, ValueError)
+# The Image Pixel module attributes decoding cannot do without (PS3.3 C.7.6.3, type 1).
+_REQUIRED = (
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+)
+# (7FE0,0010) OB with undefined length, explicit VR little endian: the start of
+# encapsulated (compressed) pixel data (PS3.5 A.4).
+_ENCAPSULATED_PIXEL_DATA = (
+    b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff",
+    b"\xe0\x7f\x10\x00OW\x00\x00\xff\xff\xff\xff",
+)
+
+
+class FramePolicy(str, Enum):
+    """Which frames of a multi-frame image are decoded.
+
+    Every decoded frame becomes its own image row (``ImageResult.frame`` is its
+    0-based index). ``all``: every frame; ``first``: frame 0 only (cheaper on
+    archives that store cine-like multi-frame radiographs).
+    """
+
+    ALL = "all"
+    FIRST = "first"
+
+
+@dataclass(frozen=True)
+class DecodePolicy:
+    """Limits and choices for :func:`decode`.
+
+    ``max_pixels`` caps Rows x Columns x decoded frames x Samples per Pixel. It is
+    checked from the header before any pixel data is read, because compressed
+    syntaxes allocate the whole output up front: one hostile or broken header
+    (65535 x 65535 x 1000 frames) must not exhaust a worker's memory. ``frames``
+    is a :class:`FramePolicy` value.
+    """
+
+    max_pixels: int = 64_000_000
+    frames: str = FramePolicy.ALL
+
+    def __post_init__(self) -> None:
+        if self.max_pixels <= 0:
+            raise ValueError(f"max_pixels must be positive, got {self.max_pixels}")
+        try:
+            frames = FramePolicy(self.frames)
+        except ValueError:
+            choices = ", ".join(policy.value for policy in FramePolicy)
+            raise ValueError(f"frames must be one of {choices}, got {self.frames!r}") from None
+        object.__setattr__(self, "frames", frames)
+
+
+def decode(
+    path: Path, header: DicomHeader, policy: DecodePolicy = DecodePolicy()
+) -> list[np.ndarray]:
+    """Decode the pixel data of ``path`` into 2-D float32 images in ``[0, 1]``, bone bright.
+
+    One image per decoded frame (see :class:`FramePolicy`). Per frame, in order:
+    the modality LUT ((0028,3000) *Modality LUT Sequence*, or (0028,1053) *Rescale
+    Slope* / (0028,1052) *Rescale Intercept*); the VOI LUT ((0028,3010) *VOI LUT
+    Sequence*, or the first (0028,1050) *Window Center* / (0028,1051) *Window Width*
+    with (0028,1056) *VOI LUT Function*), or without either the modality output
+    range onto ``[0, 1]``; MONOCHROME1 inverted after VOI; RGB, YBR_FULL,
+    YBR_FULL_422 and PALETTE COLOR reduced to BT.601 luma. See
+    :mod:`batchfrac.display`.
+
+    ``header`` is the file's :func:`batchfrac.header.read_header` record: its
+    dimensions are checked against ``policy.max_pixels`` before the file is opened.
+
+    Raises
+    ------
+    FileRejected
+        ``too_large``: over ``policy.max_pixels``; ``unsupported_transfer_syntax``:
+        no installed plugin decodes the syntax (the detail lists each plugin's
+        missing dependency); ``no_pixel_data``: no (7FE0,0010) *Pixel Data*;
+        ``truncated``: less pixel data than the header announces; ``decode_error``:
+        a plugin failed, or the image attributes are missing or inconsistent;
+        ``read_error``: the file cannot be read.
+    """
+    frames_wanted = header.number_of_frames if policy.frames is FramePolicy.ALL else 1
+    _check_size(header.rows, header.columns, frames_wanted, header.samples_per_pixel, policy)
+    if header.transfer_syntax_uid:
+        _decoder(UID(header.transfer_syntax_uid))  # reject before reading the file
+    ds = _read_dataset(path, header.has_preamble)
+    decoder = _decoder(_transfer_syntax(ds))
+    _require_pixel_data(ds, path, decoder)
+    _check_image_pixel_module(ds)
+    frame_count = _number_of_frames(ds)
+    indices = range(frame_count) if policy.frames is FramePolicy.ALL else range(1)
+    _check_size(int(ds.Rows), int(ds.Columns), len(indices), int(ds.SamplesPerPixel), policy)
+    if decoder.is_native:
+        _check_native_length(ds)
+    wanted = None if len(indices) == frame_count else list(indices)
+    return [to_display(arr, ds, photometric) for arr, photometric in _frames(decoder, ds, wanted)]
+
+
+def _check_size(rows: int, columns: int, frames: int, samples: int, policy: DecodePolicy) -> None:
+    pixels = rows * columns * frames * samples
+    if pixels > policy.max_pixels:
+        raise FileRejected(
+            Reason.TOO_LARGE,
+            f"Rows x Columns x Frames x Samples = {rows} x {columns} x {frames} x {samples}"
+            f" = {pixels:,} pixels, over the limit of {policy.max_pixels:,}",
+        )
+
+
+def _decoder(syntax: UID) -> Decoder:
+    """pydicom's decoder for ``syntax`` if an installed plugin can run it."""
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        raise FileRejected(
+            Reason.UNSUPPORTED_TRANSFER_SYNTAX,
+            f"pydicom has no pixel data decoder for {syntax.name} ({syntax})",
+        ) from None
+    if not decoder.is_available:
+        reasons = "; ".join(decoder.missing_dependencies) or "no plugin is installed"
+        raise FileRejected(
+            Reason.UNSUPPORTED_TRANSFER_SYNTAX,
+            f"no installed plugin decodes {syntax.name}: {reasons}",
+        )
+    return decoder
+
+
+def _read_dataset(path: Path, has_preamble: bool) -> Dataset:
+    try:
+        return dcmread(path, force=not has_preamble)
+    except OSError as exc:
+        raise FileRejected(Reason.READ_ERROR, str(exc)) from exc
+    except _READ_ERRORS as exc:
+        raise FileRejected(Reason.DECODE_ERROR, f"unreadable data set: {exc}") from exc
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    """(0002,0010) *Transfer Syntax UID*, or the native syntax a meta-less file was read in.
+
+    The inferred syntax is written into ``ds.file_meta``: pydicom's decoders need it.
+    """
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax:
+        return UID(syntax)
+    is_implicit, is_little_endian = ds.original_encoding
+    if is_implicit is None:
+        raise FileRejected(Reason.DECODE_ERROR, "no Transfer Syntax UID and unknown encoding")
+    if is_implicit:
+        inferred = ImplicitVRLittleEndian
+    else:
+        inferred = ExplicitVRLittleEndian if is_little_endian else ExplicitVRBigEndian
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    meta.TransferSyntaxUID = inferred
+    return inferred
+
+
+def _check_image_pixel_module(ds: Dataset) -> None:
+    missing = [keyword for keyword in _REQUIRED if ds.get(keyword) in (None, "")]
+    if missing:
+        names = ", ".join(f"{Tag(k)} {k}" for k in missing)
+        raise FileRejected(Reason.DECODE_ERROR, f"missing Image Pixel attributes: {names}")
+
+
+def _number_of_frames(ds: Dataset) -> int:
+    """(0028,0008) *Number of Frames*; 1 when absent, empty or 0."""
+    value = ds.get("NumberOfFrames")
+    if value in (None, ""):
+        return 1
+    try:
+        return max(int(value), 1)
+    except (TypeError, ValueError):
+        detail = f"(0028,0008) Number of Frames {value!r} is not a number"
+        raise FileRejected(Reason.DECODE_ERROR, detail) from None
+
+
+def _require_pixel_data(ds: Dataset, path: Path, decoder: Decoder) -> None:
+    if "PixelData" in ds:
+        return
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+        raise FileRejected(Reason.DECODE_ERROR, "float pixel data is not supported")
+    if decoder.is_encapsulated and _starts_encapsulated_pixel_data(path):
+        # pydicom drops the data set it was reading (with a warning) when an
+        # undefined-length element runs into the end of the file.
+        raise FileRejected(
+            Reason.TRUNCATED, "the file ends inside the encapsulated (7FE0,0010) Pixel Data"
+        )
+    raise FileRejected(Reason.NO_PIXEL_DATA, "no (7FE0,0010) Pixel Data element")
+
+
+def _check_native_length(ds: Dataset) -> None:
+    expected, actual = get_expected_length(ds, "bytes"), len(ds.PixelData)
+    if actual < expected:
+        raise FileRejected(
+            Reason.TRUNCATED,
+            f"Pixel Data holds {actual} bytes, the image attributes need {expected}",
+        )
+
+
+def _starts_encapsulated_pixel_data(path: Path) -> bool:
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise FileRejected(Reason.READ_ERROR, str(exc)) from exc
+    return any(marker in content for marker in _ENCAPSULATED_PIXEL_DATA)
+
+
+def _frames(
+    decoder: Decoder, ds: Dataset, indices: Sequence[int] | None
+) -> Iterator[tuple[np.ndarray, str]]:
+    """Yield ``(stored values, photometric interpretation as decoded)`` per frame."""
+    frames = decoder.iter_array(ds, indices=indices, as_rgb=True)
+    while True:
+        try:
+            arr, properties = next(frames)
+        except StopIteration:
+            return
+        except _DECODER_ERRORS as exc:
+            raise FileRejected(
+                Reason.DECODE_ERROR, f"{decoder.UID.name}: {exc}".replace("\n", " ")
+            ) from exc
+        yield arr, str(properties["photometric_interpretation"])
