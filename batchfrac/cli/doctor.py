@@ -27,7 +27,7 @@ def doctor(
     """Read every header (no pixel data) and predict what a scan would do with each file.
 
     Exits 3 when some file would fail (undecodable transfer syntax, truncated,
-    unreadable), 0 otherwise; bad arguments exit with Click's usage-error code 2.
+    unreadable), 0 otherwise; bad arguments exit 1 (the console script's usage-error code).
     """
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
