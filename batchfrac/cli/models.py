@@ -1,6 +1,10 @@
-"""`batchfrac models ...` (placeholder until implemented)."""
+"""``batchfrac models ...``: inspect model bundles."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -8,6 +12,28 @@ app = typer.Typer(help="Inspect model bundles.", no_args_is_help=True)
 
 
 @app.command("info")
-def info() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(code=1)
+def info(
+    bundle: Annotated[
+        Path,
+        typer.Argument(exists=True, file_okay=False, dir_okay=True, help="Model bundle directory."),
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON instead of tables.")
+    ] = False,
+) -> None:
+    """Show a bundle's heads (classes, size, data, epochs, time, metrics, threshold)."""
+    from rich.console import Console
+
+    from ..errors import BundleError
+    from ..models.bundle import ModelBundle
+    from ..models.info import bundle_summary, render_summary
+
+    try:
+        summary = bundle_summary(ModelBundle.load(bundle))
+    except BundleError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        render_summary(summary, Console())
