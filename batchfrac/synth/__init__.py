@@ -1,0 +1,35 @@
+"""``batchfrac synth``: deterministic synthetic radiograph archives for tests and demos.
+
+The images are drawn, not sampled from patients: per-bone skeletons
+(:mod:`.anatomy`, :mod:`.hand`, :mod:`.arm`) become X-ray attenuation
+(:mod:`.raster`), optionally injured (:mod:`.abnormal`), and are composed into a
+processed radiograph (:mod:`.render`). :mod:`.archive` writes them as a DICOM
+archive (:mod:`.dicom`, :mod:`.junk`), :mod:`.mura` as a MURA-v1.1 tree.
+"""
+
+from __future__ import annotations
+
+from .abnormal import Abnormality
+from .anatomy import VIEWS, View
+from .archive import GROUND_TRUTH_COLUMNS, generate_archive
+from .config import Layout, Syntax, SynthConfig, SynthSummary
+from .contact_sheet import render_contact_sheet, write_contact_sheet
+from .mura import MURA_TRUTH_COLUMNS, generate_mura
+from .render import render_radiograph
+
+__all__ = [
+    "GROUND_TRUTH_COLUMNS",
+    "MURA_TRUTH_COLUMNS",
+    "VIEWS",
+    "Abnormality",
+    "Layout",
+    "SynthConfig",
+    "SynthSummary",
+    "Syntax",
+    "View",
+    "generate_archive",
+    "generate_mura",
+    "render_contact_sheet",
+    "render_radiograph",
+    "write_contact_sheet",
+]
