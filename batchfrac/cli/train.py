@@ -1,10 +1,100 @@
-"""`batchfrac train` (placeholder until implemented)."""
+"""``batchfrac train``: train one head (router or bone) into a model bundle."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from ..enums import Head
 
-def train() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(code=1)
+
+def train(
+    bone: Annotated[Head, typer.Option("--bone", help="Head to train: the router or one bone.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="MURA-v1.1 tree (its root or parent; the train split is used) or, with "
+            "--labels, a DICOM archive.",
+        ),
+    ],
+    bundle: Annotated[
+        Path, typer.Option(file_okay=False, help="Model bundle to create or add the head to.")
+    ],
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Trunk weights for a new bundle: imagenet (default), none (train the first "
+            "head end to end; its trunk is then shared) or PATH to efficientnetb0_notop.h5. "
+            "An existing bundle keeps its trunk.",
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs (early stopping).")] = 20,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    image_size: Annotated[
+        int | None, typer.Option(min=32, help="Input size of a new bundle (default 224).")
+    ] = None,
+    val_split: Annotated[
+        float, typer.Option(min=0.01, max=0.99, help="Fraction of patients held out.")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option()] = 0,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Labels CSV for a DICOM archive (columns path or study_instance_uid, bone, "
+            "label).",
+        ),
+    ] = None,
+    demo: Annotated[
+        bool, typer.Option(help="Mark a new bundle as a demo (not for clinical use).")
+    ] = False,
+) -> None:
+    """Train one head with the paper's recipe and add it to the bundle.
+
+    The first head of a bundle decides its shared trunk: train the router
+    first, then the bones. Ctrl-C or an error leaves the bundle as it was.
+    """
+    from rich.console import Console
+
+    from ..errors import BatchfracError
+    from ..models.progress import RichTrainProgress
+    from ..models.train import TrainConfig
+    from ..models.train import train as run_training
+
+    console = Console(stderr=True)
+    config = TrainConfig(
+        head=bone,
+        data=data,
+        bundle=bundle,
+        weights=weights,
+        epochs=epochs,
+        batch_size=batch_size,
+        image_size=image_size,
+        val_split=val_split,
+        seed=seed,
+        labels=labels,
+        demo=demo,
+    )
+    try:
+        result = run_training(
+            config, observer=RichTrainProgress(console, bone.value), announce=console.print
+        )
+    except BatchfracError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=1) from exc
+    except KeyboardInterrupt:
+        console.print(f"interrupted: bundle {bundle} left unchanged")
+        raise typer.Exit(code=130) from None
+    metrics = result.meta["validation_metrics"]
+    summary = ", ".join(
+        f"{k} {metrics[k]:.3f}" for k in ("accuracy", "f1", "auroc") if metrics.get(k) is not None
+    )
+    console.print(
+        f"{bone.value}: {result.meta['epochs']} epoch(s) in {result.meta['training_seconds']:.0f}"
+        f" s; validation {summary}"
+    )
