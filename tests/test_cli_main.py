@@ -33,7 +33,8 @@ class TestConsoleScript:
             "from batchfrac.cli import app\n"
             "r = CliRunner().invoke(app, ['--help'])\n"
             "assert r.exit_code == 0, r.output\n"
-            "heavy = [m for m in ('tensorflow', 'keras', 'dask', 'distributed') if m in sys.modules]\n"
+            "names = ('tensorflow', 'keras', 'dask', 'distributed')\n"
+            "heavy = [m for m in names if m in sys.modules]\n"
             "print(','.join(heavy))\n"
         )
         result = subprocess.run(
