@@ -1,0 +1,336 @@
+"""The scan pipeline: stream files, decode on Dask workers, infer on the driver, write parts.
+
+::
+
+    walk -> ledger (skip done files) -> chunks --Dask--> ingest_chunk (workers: header,
+    decode, preprocess) -> as_completed + refill -> BatchQueue (fixed batches: trunk, router,
+    bone heads) -> rows -> part file per finished chunk
+
+This is the only module that imports Dask (inside :func:`dask_ingest`). The task function
+is :func:`batchfrac.ingest.ingest_chunk`, whose import chain is free of TensorFlow, so
+worker processes never load it. At most ``window`` chunks are in flight, and pixels leave
+the driver as soon as their batch has run, so memory stays flat whatever the archive size;
+the walk is consumed lazily. Inference overlaps decoding: the window is refilled before
+the driver starts on a finished chunk, so workers keep decoding while the trunk runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Protocol
+
+from .enums import Reason, Status
+from .inference import BatchPredictor, BatchQueue, Prediction, Routing
+from .records import FileStat, ImageResult
+from .resume import Ledger
+from .routing import DEFAULT_LOW_CONFIDENCE
+from .rows import ImageRow, image_row, report_path
+from .walk import file_stat, walk
+
+log = logging.getLogger(__name__)
+
+IngestChunk = Callable[[Sequence[str], Any], list[ImageResult]]
+ChunkResults = Generator[tuple[list[str], list[ImageResult]], None, None]
+
+WORKER_DIED = "the worker process decoding this file died (crash or out of memory)"
+#: Times a file, alone in its task, may kill a worker before it gets an ``error`` row.
+SINGLE_FILE_ATTEMPTS = 3
+
+
+def default_workers() -> int:
+    """One decoding process per CPU core this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Everything ``batchfrac scan`` was asked to do."""
+
+    archive: Path
+    out: Path
+    bundle: Path
+    workers: int = field(default_factory=default_workers)
+    batch_size: int = 32
+    chunk_size: int = 16
+    scheduler: str | None = None
+    routing: Routing = Routing.HARD
+    modalities: tuple[str, ...] = ("CR", "DX")
+    max_pixels: int | None = None
+    csv: bool = False
+    low_confidence: float = DEFAULT_LOW_CONFIDENCE
+    window: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = {
+            "--workers must be >= 0": self.workers >= 0,
+            "--batch-size must be >= 1": self.batch_size >= 1,
+            "--chunk-size must be >= 1": self.chunk_size >= 1,
+            "--max-pixels must be >= 1": self.max_pixels is None or self.max_pixels >= 1,
+            "--modalities must name at least one modality": bool(self.modalities),
+            "the window must be >= 1": self.window is None or self.window >= 1,
+            "low_confidence must be in [0, 1]": 0.0 <= self.low_confidence <= 1.0,
+        }
+        failed = [message for message, ok in checks.items() if not ok]
+        if failed:
+            raise ValueError("; ".join(failed))
+        object.__setattr__(self, "routing", Routing(self.routing))
+        object.__setattr__(self, "modalities", tuple(self.modalities))
+
+    @property
+    def in_flight(self) -> int:
+        """Chunks submitted but not yet consumed: enough to keep every worker busy."""
+        return self.window or max(2, 2 * max(self.workers, 1))
+
+    def arguments(self) -> dict[str, Any]:
+        """JSON-ready arguments for ``run.json``."""
+        out = dataclasses.asdict(self)
+        out.update(
+            archive=str(self.archive),
+            out=str(self.out),
+            bundle=str(self.bundle),
+            routing=self.routing.value,
+            modalities=list(self.modalities),
+        )
+        return out
+
+
+class ScanObserver(Protocol):
+    """Progress callbacks (the CLI shows them; tests may record them)."""
+
+    def file_reused(self) -> None: ...
+
+    def chunk_written(self, rows: Sequence[ImageRow]) -> None: ...
+
+    def walk_finished(self, files: int) -> None: ...
+
+
+class NullObserver:
+    """A :class:`ScanObserver` that ignores everything."""
+
+    def file_reused(self) -> None:
+        pass
+
+    def chunk_written(self, rows: Sequence[ImageRow]) -> None:
+        pass
+
+    def walk_finished(self, files: int) -> None:
+        pass
+
+
+def pending_chunks(
+    archive: Path, ledger: Ledger, chunk_size: int, observer: ScanObserver
+) -> Iterator[list[str]]:
+    """Lists of at most ``chunk_size`` paths not yet reported, streamed from the walk."""
+    chunk: list[str] = []
+    files = 0
+    for path in walk(archive):
+        files += 1
+        try:
+            stat = file_stat(path)
+        except OSError:
+            stat = None  # ingest reports it (e.g. it vanished); nothing to resume from
+        if stat is not None and ledger.reuse((report_path(stat.path), stat.size, stat.mtime_ns)):
+            observer.file_reused()
+            continue
+        chunk.append(str(path))
+        if len(chunk) == chunk_size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+    observer.walk_finished(files)
+
+
+def local_ingest(chunks: Iterable[list[str]], config: Any, ingest: IngestChunk) -> ChunkResults:
+    """Ingest chunks in this process, one after the other (``--workers 0``)."""
+    for paths in chunks:
+        yield paths, ingest(paths, config)
+
+
+def dask_ingest(
+    chunks: Iterable[list[str]],
+    config: Any,
+    ingest: IngestChunk,
+    *,
+    workers: int,
+    window: int,
+    scheduler: str | None = None,
+) -> ChunkResults:
+    """Ingest chunks on a Dask cluster with at most ``window`` chunks in flight.
+
+    ``scheduler`` is the address of an existing cluster; otherwise a ``LocalCluster`` of
+    ``workers`` single-threaded processes is started (and closed when the generator ends,
+    also on Ctrl-C). A chunk whose worker dies is retried one file per task so the
+    crash is pinned on one file, which then gets an ``error`` row (``decode_error``).
+    """
+    import dask
+    from dask.distributed import Client, LocalCluster, as_completed
+    from distributed.scheduler import KilledWorker
+
+    chunks = iter(chunks)
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            client = stack.enter_context(Client(scheduler))
+        else:
+            # Retries of crashed tasks are ours (per file, see below), not the scheduler's.
+            stack.enter_context(dask.config.set({"distributed.scheduler.allowed-failures": 0}))
+            with _sigint_ignored():  # inherited by the worker processes spawned here
+                cluster = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+            stack.enter_context(cluster)
+            client = stack.enter_context(Client(cluster))
+        log.info("decoding on Dask: %s", client)
+        futures = as_completed()
+        paths_of: dict[str, list[str]] = {}
+        deaths: dict[str, int] = {}
+
+        def submit(paths: list[str]) -> None:
+            future = client.submit(ingest, paths, config, pure=False)
+            paths_of[future.key] = paths
+            futures.add(future)
+
+        for paths in islice(chunks, window):
+            submit(paths)
+        for future in futures:
+            paths = paths_of.pop(future.key)
+            try:
+                results = future.result()
+            except KilledWorker:
+                # Tasks queued on a dying worker fail with it, so a file is only blamed
+                # after it alone killed a worker SINGLE_FILE_ATTEMPTS times.
+                if len(paths) > 1:
+                    log.warning(
+                        "a worker died on a chunk of %d files; retrying them one by one", len(paths)
+                    )
+                    for path in paths:
+                        submit([path])
+                    continue
+                deaths[paths[0]] = deaths.get(paths[0], 0) + 1
+                if deaths[paths[0]] < SINGLE_FILE_ATTEMPTS:
+                    submit(paths)
+                    continue
+                log.error("a worker died while reading %s", paths[0])
+                results = [worker_died(paths[0])]
+            future.release()
+            for refill in islice(chunks, max(0, window - len(paths_of))):
+                submit(refill)
+            yield paths, results
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while worker processes start, so they inherit "ignore".
+
+    Ctrl-C reaches the whole process group; only the driver should act on it (stop
+    submitting, close the cluster, keep finished parts) instead of every worker
+    printing a traceback.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def worker_died(path: str) -> ImageResult:
+    """The ``error`` row of a file whose decoding process died."""
+    try:
+        stat = file_stat(Path(path))
+    except OSError:
+        stat = FileStat(path=path, size=0, mtime_ns=0)
+    return ImageResult(stat, Status.ERROR, Reason.DECODE_ERROR, None, detail=WORKER_DIED)
+
+
+@dataclass
+class _Chunk:
+    results: list[ImageResult]
+    predictions: list[Prediction | None]
+    outstanding: int
+
+
+class ChunkInference:
+    """Feeds the ok images of finished chunks into fixed-size batches and writes parts.
+
+    A chunk's part file is written as soon as its last image has been predicted; the
+    final batch is padded by :meth:`finish`.
+    """
+
+    def __init__(
+        self,
+        predictor: BatchPredictor,
+        write_part: Callable[[list[ImageRow]], object],
+        *,
+        low_confidence: float = DEFAULT_LOW_CONFIDENCE,
+        observer: ScanObserver | None = None,
+    ) -> None:
+        self.queue: BatchQueue[tuple[int, int]] = BatchQueue(predictor)
+        self.write_part = write_part
+        self.low_confidence = low_confidence
+        self.observer = observer or NullObserver()
+        self._chunks: dict[int, _Chunk] = {}
+        self._next_id = 0
+        self.files = 0
+        self.decode_ms = 0.0
+
+    def add(self, paths: Sequence[str], results: list[ImageResult]) -> None:
+        """Take one chunk's ingest results (``>= 1`` per path)."""
+        chunk_id, self._next_id = self._next_id, self._next_id + 1
+        self.files += len(paths)
+        self.decode_ms += sum(result.decode_ms for result in results)
+        chunk = _Chunk(list(results), [None] * len(results), 0)
+        self._chunks[chunk_id] = chunk
+        ready: list[tuple[tuple[int, int], Prediction]] = []
+        for index, result in enumerate(results):
+            if result.status is not Status.OK:
+                continue
+            if result.pixels is None:
+                raise ValueError(f"ok ingest result without pixels: {result.file.path}")
+            chunk.outstanding += 1
+            ready += self.queue.put((chunk_id, index), result.pixels)
+            chunk.results[index] = dataclasses.replace(result, pixels=None)  # free it now
+        self._complete(ready)
+        if chunk.outstanding == 0 and chunk_id in self._chunks:
+            self._write(chunk_id)
+
+    def finish(self) -> None:
+        """Run the last (padded) batch and write every remaining chunk."""
+        self._complete(self.queue.flush())
+        if self._chunks:
+            raise RuntimeError(f"{len(self._chunks)} chunks still waiting after the last batch")
+
+    def _complete(self, ready: list[tuple[tuple[int, int], Prediction]]) -> None:
+        for (chunk_id, index), prediction in ready:
+            chunk = self._chunks[chunk_id]
+            chunk.predictions[index] = prediction
+            chunk.outstanding -= 1
+            if chunk.outstanding == 0:
+                self._write(chunk_id)
+
+    def _write(self, chunk_id: int) -> None:
+        chunk = self._chunks.pop(chunk_id)
+        rows = [
+            image_row(r, p, low_confidence=self.low_confidence)
+            for r, p in zip(chunk.results, chunk.predictions, strict=True)
+        ]
+        self.write_part(rows)
+        self.observer.chunk_written(rows)

@@ -1,0 +1,149 @@
+"""The scan pipeline: in-process and on a 2-worker Dask LocalCluster."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dask
+import pyarrow.parquet as pq
+import pytest
+
+from batchfrac.enums import Reason, Status
+from batchfrac.inference import BatchPredictor
+from batchfrac.pipeline import WORKER_DIED, ChunkInference, ScanConfig, dask_ingest
+from batchfrac.resume import PARTS_DIR
+from batchfrac.rows import ImageRow
+from batchfrac.scanner import run_scan
+from tests.scan_fakes import (
+    FakeBundle,
+    crashing_ingest,
+    make_dicom_archive,
+    ok_result,
+    rejected_result,
+    text_ingest,
+)
+
+
+def statuses(out: Path, archive: Path) -> dict[str, str]:
+    rows = pq.read_table(out / "images.parquet").to_pylist()
+    return {str(Path(r["path"]).relative_to(archive)): r["status"] for r in rows}
+
+
+class TestChunkInference:
+    def test_a_chunk_is_written_once_all_its_images_are_predicted(self) -> None:
+        bundle = FakeBundle()
+        written: list[list[ImageRow]] = []
+        inference = ChunkInference(BatchPredictor(bundle, batch_size=3), written.append)
+        inference.add(["/a", "/b"], [ok_result("/a", 0.1), ok_result("/b", 0.2)])
+        assert written == []  # its images wait for a full batch
+        inference.add(["/c"], [rejected_result("/c", Reason.NOT_DICOM)])
+        assert [[r.path for r in rows] for rows in written] == [["/c"]]
+        inference.add(["/d", "/e"], [ok_result("/d", 0.3), ok_result("/e", 0.9)])
+        assert [r.path for r in written[1]] == ["/a", "/b"]
+        inference.finish()
+        assert [r.path for r in written[2]] == ["/d", "/e"]
+        assert bundle.trunk_batches == [3, 3]
+        assert all(r.bone is not None for rows in written for r in rows if r.status == "ok")
+
+    def test_an_ok_result_without_pixels_is_a_bug(self) -> None:
+        inference = ChunkInference(BatchPredictor(FakeBundle()), lambda rows: None)
+        broken = ok_result("/a", 0.1)
+        object.__setattr__(broken, "pixels", None)
+        with pytest.raises(ValueError, match="without pixels"):
+            inference.add(["/a"], [broken])
+
+
+def test_in_process_scan_accounts_for_every_file(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    expected = make_dicom_archive(archive)
+    out = tmp_path / "out"
+    config = ScanConfig(archive, out, Path("unused"), workers=0, batch_size=3, chunk_size=3)
+    summary = run_scan(config, bundle=FakeBundle())
+    assert statuses(out, archive) == expected
+    assert summary.exit_code == 3  # the truncated file is an error row
+    counts = summary.run["counts"]
+    assert counts["reason"] == {"not_dicom": 1, "unsupported_modality": 1, "truncated": 1}
+    assert counts["studies"] == 2
+    assert summary.run["throughput"]["trunk_passes_per_image"] == pytest.approx(6 / 4)
+    assert len(list((out / PARTS_DIR).glob("part-*.parquet"))) == 3
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="--workers must be >= 0.*--batch-size"):
+        ScanConfig(Path("a"), Path("o"), Path("b"), workers=-1, batch_size=0)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    from dask.distributed import LocalCluster
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as local:
+            yield local
+
+
+def test_two_worker_cluster_scan_and_workers_never_import_tensorflow(
+    tmp_path: Path, cluster: object
+) -> None:
+    from dask.distributed import Client
+
+    archive = tmp_path / "archive"
+    expected = make_dicom_archive(archive)
+    out = tmp_path / "out"
+    address = cluster.scheduler_address  # type: ignore[attr-defined]
+    config = ScanConfig(
+        archive, out, Path("unused"), workers=2, batch_size=4, chunk_size=2, scheduler=address
+    )
+    summary = run_scan(config, bundle=FakeBundle())
+    assert statuses(out, archive) == expected
+    assert summary.run["counts"]["files_processed"] == len(expected)
+    with Client(address) as client:
+        loaded = client.run(
+            lambda: (
+                "tensorflow" in sys.modules,
+                "keras" in sys.modules,
+                "batchfrac.ingest" in sys.modules,
+            )
+        )
+    assert len(loaded) == 2
+    assert all(flags == (False, False, True) for flags in loaded.values()), loaded
+
+
+def test_window_bounds_chunks_in_flight_and_a_dead_worker_costs_one_file(
+    tmp_path: Path, cluster: object
+) -> None:
+    files = {f"f{i:02d}": str(i / 20) for i in range(12)}
+    files["f05"] = "crash"
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    chunks = [
+        [str(tmp_path / f"f{i:02d}"), str(tmp_path / f"f{i + 1:02d}")] for i in range(0, 12, 2)
+    ]
+    pulled = 0
+
+    def source() -> Iterator[list[str]]:
+        nonlocal pulled
+        for chunk in chunks:
+            pulled += 1
+            yield chunk
+
+    window, consumed, results = 2, 0, []
+    for _paths, chunk_results in dask_ingest(
+        source(), None, crashing_ingest, workers=2, window=window,
+        scheduler=cluster.scheduler_address,  # type: ignore[attr-defined]
+    ):  # fmt: skip
+        consumed += 1
+        assert pulled - consumed <= window
+        results.extend(chunk_results)
+    by_path = {Path(r.file.path).name: r for r in results}
+    assert sorted(by_path) == sorted(files)
+    crashed = by_path["f05"]
+    assert (crashed.status, crashed.reason, crashed.detail) == (
+        Status.ERROR, Reason.DECODE_ERROR, WORKER_DIED,
+    )  # fmt: skip
+    assert all(r.status is Status.OK for name, r in by_path.items() if name != "f05")
+    assert text_ingest  # the crash-free path is the same function
