@@ -16,6 +16,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from batchfrac.records import DicomHeader
+
 
 def make_image_dataset(
     pixels: np.ndarray,
@@ -80,3 +82,28 @@ def gradient_image(rows: int = 64, columns: int = 48, bits_stored: int = 12) -> 
     img = (0.6 * r + 0.4 * c) * ((1 << bits_stored) - 1)
     img[rows // 4 : rows // 2, columns // 4 : columns // 2] = (1 << bits_stored) - 1
     return img.astype(np.uint16)
+
+
+def make_header(**values: object) -> DicomHeader:
+    """A DicomHeader of a plausible DX hand image; keyword arguments override fields."""
+    fields: dict[str, object] = dict(
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1",
+        sop_instance_uid="1.2.3.4",
+        study_instance_uid="1.2.3",
+        series_instance_uid="1.2.3.1",
+        patient_id="P1",
+        accession_number="A1",
+        modality="DX",
+        body_part_examined="HAND",
+        view_position="PA",
+        laterality="L",
+        photometric_interpretation="MONOCHROME2",
+        rows=64,
+        columns=48,
+        number_of_frames=1,
+        bits_stored=12,
+        samples_per_pixel=1,
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+    )
+    fields.update(values)
+    return DicomHeader(**fields)  # type: ignore[arg-type]

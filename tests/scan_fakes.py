@@ -11,7 +11,8 @@ import numpy as np
 
 from batchfrac.enums import Bone, Head, Reason, Status
 from batchfrac.preprocess import PreprocessSpec
-from batchfrac.records import DicomHeader, FileStat, ImageResult
+from batchfrac.records import FileStat, ImageResult
+from tests.factories import make_header
 
 BONES = list(Bone)
 
@@ -78,38 +79,13 @@ def image_of_mean(mean: float, size: int = 32) -> np.ndarray:
     return np.full((size, size, 3), mean, np.float32)
 
 
-def header(**values: object) -> DicomHeader:
-    """A DicomHeader with plausible defaults."""
-    fields: dict[str, object] = dict(
-        sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1",
-        sop_instance_uid="1.2.3.4",
-        study_instance_uid="1.2.3",
-        series_instance_uid="1.2.3.1",
-        patient_id="P1",
-        accession_number="A1",
-        modality="DX",
-        body_part_examined="HAND",
-        view_position="PA",
-        laterality="L",
-        photometric_interpretation="MONOCHROME2",
-        rows=64,
-        columns=48,
-        number_of_frames=1,
-        bits_stored=12,
-        samples_per_pixel=1,
-        transfer_syntax_uid="1.2.840.10008.1.2.1",
-    )
-    fields.update(values)
-    return DicomHeader(**fields)  # type: ignore[arg-type]
-
-
 def ok_result(
     path: str, mean: float, *, size: int = 32, frame: int = 0, **tags: object
 ) -> ImageResult:
     """An ok ImageResult whose pixels have the given mean."""
     stat = FileStat(path, 100 + len(path), 1_700_000_000_000_000_000)
     return ImageResult(
-        stat, Status.OK, None, header(**tags), frame=frame, decode_ms=1.5,
+        stat, Status.OK, None, make_header(**tags), frame=frame, decode_ms=1.5,
         pixels=image_of_mean(mean, size),
     )  # fmt: skip
 
@@ -118,7 +94,11 @@ def rejected_result(path: str, reason: Reason, **tags: object) -> ImageResult:
     """A skipped/error ImageResult (with a header when tags are given)."""
     stat = FileStat(path, 10, 1_700_000_000_000_000_000)
     return ImageResult(
-        stat, reason.status, reason, header(**tags) if tags else None, detail=f"{reason.value}!"
+        stat,
+        reason.status,
+        reason,
+        make_header(**tags) if tags else None,
+        detail=f"{reason.value}!",
     )
 
 
@@ -136,13 +116,14 @@ def text_ingest(paths: list[str], config: object) -> list[ImageResult]:
             means = [float(v) for v in values]
         except ValueError:
             reason = Reason.DECODE_ERROR if text == "bad" else Reason.NOT_DICOM
-            hdr = header(study_instance_uid=study) if text == "bad" else None
+            hdr = make_header(study_instance_uid=study) if text == "bad" else None
             out.append(ImageResult(stat, reason.status, reason, hdr, detail=text[:20]))
             continue
         for frame, mean in enumerate(means):
             out.append(
                 ImageResult(
-                    stat, Status.OK, None, header(study_instance_uid=study, sop_instance_uid=path),
+                    stat, Status.OK, None,
+                    make_header(study_instance_uid=study, sop_instance_uid=path),
                     frame=frame, pixels=image_of_mean(mean),
                 )
             )  # fmt: skip

@@ -34,7 +34,7 @@ from batchfrac.header import (
     transfer_syntax_name,
 )
 from batchfrac.records import DicomHeader
-from tests.factories import gradient_image, make_image_dataset, write_dataset
+from tests.factories import gradient_image, make_header, make_image_dataset, write_dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
 DS_STORE = b"\x00\x00\x00\x01Bud1" + bytes(200)
@@ -52,30 +52,6 @@ def _rejection(path: Path) -> FileRejected:
     with pytest.raises(FileRejected) as info:
         read_header(path)
     return info.value
-
-
-def _header(**overrides: object) -> DicomHeader:
-    values: dict[str, object] = dict(
-        sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1",
-        sop_instance_uid="1.2.3",
-        study_instance_uid="1.2",
-        series_instance_uid="1.2.4",
-        patient_id="P",
-        accession_number=None,
-        modality="DX",
-        body_part_examined="HAND",
-        view_position="PA",
-        laterality="L",
-        photometric_interpretation="MONOCHROME2",
-        rows=64,
-        columns=48,
-        number_of_frames=1,
-        bits_stored=12,
-        samples_per_pixel=1,
-        transfer_syntax_uid=ExplicitVRLittleEndian,
-    )
-    values.update(overrides)
-    return DicomHeader(**values)  # type: ignore[arg-type]
 
 
 def _non_image_dataset(sop_class_uid: str, modality: str) -> Dataset:
@@ -268,7 +244,7 @@ class TestCheckImage:
 
     def test_image_sop_class_without_rows_is_non_image(self) -> None:
         with pytest.raises(FileRejected) as info:
-            check_image(_header(rows=0, columns=0))
+            check_image(make_header(rows=0, columns=0))
         assert info.value.reason is Reason.NON_IMAGE
 
     def test_mr_is_unsupported_modality(self, tmp_path: Path) -> None:
@@ -280,23 +256,23 @@ class TestCheckImage:
         assert "MR" in info.value.detail
 
     def test_rt_image_is_an_image_of_another_modality(self) -> None:
-        header = _header(sop_class_uid=RTImageStorage, modality="RTIMAGE")
+        header = make_header(sop_class_uid=RTImageStorage, modality="RTIMAGE")
         with pytest.raises(FileRejected) as info:
             check_image(header)
         assert info.value.reason is Reason.UNSUPPORTED_MODALITY
 
     def test_modality_comparison_ignores_case(self) -> None:
-        check_image(_header(modality="dx"))
-        check_image(_header(modality="CR"), modalities=("cr", "dx"))
+        check_image(make_header(modality="dx"))
+        check_image(make_header(modality="CR"), modalities=("cr", "dx"))
 
     def test_allow_list_is_honoured(self) -> None:
-        check_image(_header(modality="MR"), modalities=("MR",))
+        check_image(make_header(modality="MR"), modalities=("MR",))
         with pytest.raises(FileRejected):
-            check_image(_header(modality="DX"), modalities=("MR",))
+            check_image(make_header(modality="DX"), modalities=("MR",))
 
     def test_missing_modality_is_unsupported(self) -> None:
         with pytest.raises(FileRejected) as info:
-            check_image(_header(modality=None))
+            check_image(make_header(modality=None))
         assert info.value.reason is Reason.UNSUPPORTED_MODALITY
 
 
