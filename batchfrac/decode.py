@@ -8,7 +8,9 @@ missing and truncated pixel data, and the multi-frame policy.
 
 Decoding itself is pydicom's (``Decoder.iter_array``), which runs whichever installed
 plugin (pylibjpeg, gdcm, pyjpegls, pillow) can handle the transfer syntax and converts
-YBR_FULL / YBR_FULL_422 to RGB.
+YBR_FULL / YBR_FULL_422 to RGB. The exception: with ``DecodePolicy.min_long_side``
+set, greyscale JPEG 2000 frames much larger than that are decoded at a reduced
+wavelet level by :mod:`batchfrac.j2k` (falling back to pydicom on any failure).
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder
 from pydicom.pixels.decoders.base import Decoder
@@ -30,6 +34,7 @@ from pydicom.pixels.utils import get_expected_length
 from pydicom.tag import Tag
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from . import j2k
 from .display import to_display
 from .enums import Reason
 from .errors import FileRejected
@@ -81,14 +86,23 @@ class DecodePolicy:
     syntaxes allocate the whole output up front: one hostile or broken header
     (65535 x 65535 x 1000 frames) must not exhaust a worker's memory. ``frames``
     is a :class:`FramePolicy` value.
+
+    ``min_long_side``: decoders may return a smaller image whose long side is still
+    at least this many pixels (``None``: always full resolution). Only JPEG 2000 and
+    HTJ2K greyscale frames use it, by dropping wavelet levels (:mod:`batchfrac.j2k`);
+    every other syntax ignores it. Set it to the size preprocessing shrinks to
+    anyway, so no detail it keeps is lost.
     """
 
     max_pixels: int = 64_000_000
     frames: str = FramePolicy.ALL
+    min_long_side: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_pixels <= 0:
             raise ValueError(f"max_pixels must be positive, got {self.max_pixels}")
+        if self.min_long_side is not None and self.min_long_side <= 0:
+            raise ValueError(f"min_long_side must be positive, got {self.min_long_side}")
         try:
             frames = FramePolicy(self.frames)
         except ValueError:
@@ -113,6 +127,9 @@ def decode(
 
     ``header`` is the file's :func:`batchfrac.header.read_header` record: its
     dimensions are checked against ``policy.max_pixels`` before the file is opened.
+    Images are Rows x Columns, except greyscale JPEG 2000 with
+    ``policy.min_long_side`` set, which may come back smaller (see
+    :class:`DecodePolicy`).
 
     Raises
     ------
@@ -137,6 +154,11 @@ def decode(
     _check_size(int(ds.Rows), int(ds.Columns), len(indices), int(ds.SamplesPerPixel), policy)
     if decoder.is_native:
         _check_native_length(ds)
+    if policy.min_long_side is not None:
+        reduced = _reduced_frames(ds, decoder.UID, frame_count, len(indices), policy.min_long_side)
+        if reduced is not None:
+            photometric = str(ds.PhotometricInterpretation)
+            return [to_display(arr, ds, photometric) for arr in reduced]
     wanted = None if len(indices) == frame_count else list(indices)
     return [to_display(arr, ds, photometric) for arr, photometric in _frames(decoder, ds, wanted)]
 
@@ -265,3 +287,41 @@ def _frames(
                 Reason.DECODE_ERROR, f"{decoder.UID.name}: {exc}".replace("\n", " ")
             ) from exc
         yield arr, str(properties["photometric_interpretation"])
+
+
+def _reduced_frames(
+    ds: Dataset, syntax: UID, frame_count: int, count: int, min_long_side: int
+) -> list[np.ndarray] | None:
+    """The first ``count`` of ``frame_count`` frames' stored values at a reduced JPEG
+    2000 level, or ``None`` when the file does not qualify or any frame fails (then
+    the caller decodes it in full)."""
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    if (
+        -(-max(rows, columns) // 2) < min_long_side  # not even one level can be dropped
+        or not j2k.can_reduce(syntax)
+        or int(ds.SamplesPerPixel) != 1
+        or str(ds.PhotometricInterpretation).strip() not in ("MONOCHROME1", "MONOCHROME2")
+    ):
+        return None
+    offsets = None
+    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+        offsets = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+    signed = int(ds.PixelRepresentation) == 1
+    frames = generate_frames(ds.PixelData, number_of_frames=frame_count, extended_offsets=offsets)
+    out = []
+    try:
+        for codestream in islice(frames, count):
+            arr = j2k.decode_reduced(
+                codestream,
+                min_long_side,
+                rows=rows,
+                columns=columns,
+                bits_stored=int(ds.BitsStored),
+                signed=signed,
+            )
+            if arr is None:
+                return None
+            out.append(arr)
+    except (ValueError, struct.error):  # fragments pydicom cannot split into frames
+        return None
+    return out if len(out) == count else None

@@ -2,17 +2,22 @@
 
 Run on demand from the repository root (it is not a test)::
 
-    python -m benchmarks.decode --images 2 --repeat 3
+    python -m benchmarks.decode --images 2 --repeat 3 [--syntax JPEG2000Lossless ...]
 
 It writes ``--images`` synthetic 2000 x 2500 12-bit radiographs (smooth anatomy plus
 noise, so the codecs have real work) in every transfer syntax the installed plugins
-can encode into a temporary directory, then prints per syntax the milliseconds per
-image of:
+can encode (or only the ``--syntax`` keywords given) into a temporary directory, then
+prints per syntax the milliseconds per image of:
 
 - ``pydicom``: ``pydicom.dcmread(path).pixel_array`` (raw stored values);
-- ``decode``: :func:`batchfrac.header.read_header` + :func:`batchfrac.decode.decode`;
-- ``ingest``: :func:`batchfrac.ingest.ingest_file` (header + decode + preprocess, the
-  Dask worker's unit of work), and the ratio ingest / pydicom.
+- ``header``: :func:`batchfrac.header.read_header` alone;
+- ``decode``: :func:`batchfrac.header.read_header` + :func:`batchfrac.decode.decode`
+  (full resolution, the default policy);
+- ``ingest full``: :func:`batchfrac.ingest.ingest_file` with
+  ``reduce_resolution=False`` (header + full-resolution decode + preprocess);
+- ``ingest``: :func:`batchfrac.ingest.ingest_file` as a scan runs it (the Dask
+  worker's unit of work: JPEG 2000 decoded no larger than the working size needs),
+  and the ratio ingest / pydicom.
 
 Each figure is the best of ``--repeat`` passes over the files, all in the same run.
 """
@@ -70,22 +75,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=2, help="images per transfer syntax")
     parser.add_argument("--repeat", type=int, default=3, help="timed passes (best is kept)")
+    parser.add_argument(
+        "--syntax", action="append", help="only this UID keyword (repeatable), e.g. JPEG2000"
+    )
     args = parser.parse_args(argv)
+    syntaxes = [s for s in SYNTAXES if not args.syntax or UID(s).keyword in args.syntax]
     config = IngestConfig()
+    full_resolution = IngestConfig(reduce_resolution=False)
     out = sys.stdout
     out.write(
         f"{args.images} images of {COLUMNS}x{ROWS}, {BITS}-bit, best of {args.repeat}; "
         f"pydicom {pydicom.__version__}, Python {platform.python_version()}, "
         f"{platform.machine()}; preprocess spec {config.spec.spec_id}\n\n"
     )
-    out.write("| syntax | UID | MB/image | pydicom ms | decode ms | ingest ms | ingest/pydicom |\n")
-    out.write("|---|---|---:|---:|---:|---:|---:|\n")
+    out.write(
+        "| syntax | UID | MB/image | pydicom ms | header ms | decode ms | ingest full ms "
+        "| ingest ms | ingest/pydicom |\n"
+    )
+    out.write("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
     with tempfile.TemporaryDirectory(prefix="batchfrac-bench-") as tmp:
         originals = [
             make_image_dataset(synthetic_radiograph(seed), bits_stored=BITS)
             for seed in range(args.images)
         ]
-        for syntax in SYNTAXES:
+        for syntax in syntaxes:
             paths = [
                 write_encoded(ds, Path(tmp) / f"{UID(syntax).keyword}-{k}.dcm", syntax)
                 for k, ds in enumerate(originals)
@@ -95,13 +108,16 @@ def main(argv: list[str] | None = None) -> int:
             megabytes = sum(path.stat().st_size for path in paths) / len(paths) / 1e6
             runs: dict[str, Callable[[Path], object]] = {
                 "pydicom": lambda p: pydicom.dcmread(p).pixel_array,
+                "header": read_header,
                 "decode": lambda p: decode(p, read_header(p)),
+                "ingest full": lambda p: ingest_file(p, full_resolution),
                 "ingest": lambda p: ingest_file(p, config),
             }
             ms = best_ms_per_image(runs, paths, args.repeat)
-            plain, ours, ingest = ms["pydicom"], ms["decode"], ms["ingest"]
+            plain, ingest = ms["pydicom"], ms["ingest"]
             out.write(
-                f"| {UID(syntax).keyword} | {syntax} | {megabytes:.2f} | {plain:.0f} | {ours:.0f} "
+                f"| {UID(syntax).keyword} | {syntax} | {megabytes:.2f} | {plain:.0f} "
+                f"| {ms['header']:.1f} | {ms['decode']:.0f} | {ms['ingest full']:.0f} "
                 f"| {ingest:.0f} | {ingest / plain:.2f} |\n"
             )
             out.flush()

@@ -10,6 +10,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from pydicom import dcmread
@@ -30,6 +31,7 @@ from pydicom.uid import (
 )
 
 from batchfrac import decode as decode_module
+from batchfrac import j2k
 from batchfrac.decode import DecodePolicy, FramePolicy, decode
 from batchfrac.display import LUMA_WEIGHTS
 from batchfrac.enums import Reason
@@ -99,6 +101,11 @@ class TestDecodePolicy:
     def test_non_positive_cap_is_rejected(self) -> None:
         with pytest.raises(ValueError, match="max_pixels"):
             DecodePolicy(max_pixels=0)
+
+    def test_full_resolution_by_default_and_positive_min_long_side(self) -> None:
+        assert DecodePolicy().min_long_side is None
+        with pytest.raises(ValueError, match="min_long_side must be positive"):
+            DecodePolicy(min_long_side=0)
 
 
 class TestDecodeTransferSyntaxes:
@@ -400,3 +407,137 @@ class TestDecodeRejections:
         assert caught.value.reason is Reason.UNSUPPORTED_TRANSFER_SYNTAX
         assert "pyjpegls - requires numpy and pyjpegls" in caught.value.detail
         assert "pylibjpeg - requires" in caught.value.detail
+
+
+def smooth_image(rows: int, columns: int) -> np.ndarray:
+    """A 12-bit blob with gentle slopes (steepest ~0.013 of full scale per pixel)."""
+    r = np.linspace(-1.0, 1.0, rows)[:, None]
+    c = np.linspace(-1.0, 1.0, columns)[None, :]
+    return np.rint(500 + 3000 * np.exp(-((c / 0.5) ** 2) - (r / 0.7) ** 2)).astype(np.uint16)
+
+
+def steepest_slope(image: np.ndarray) -> float:
+    return float(max(np.abs(np.diff(image, axis=0)).max(), np.abs(np.diff(image, axis=1)).max()))
+
+
+class TestDecodeReducedResolution:
+    """``DecodePolicy.min_long_side``: JPEG 2000 decoded at a coarser wavelet level.
+
+    Tolerance against the full decode shrunk with INTER_AREA: the level-r low-pass band
+    of the LeGall 5/3 wavelet is not a 2**r x 2**r box average; its (wider) filter is
+    centred (2**r - 1) / 2 full-resolution pixels from the box's centre. On a smooth
+    image the two differ by about that shift times the image's slope, so the bound is
+    2**r pixels' worth of the steepest slope of the full-resolution image.
+    """
+
+    @pytest.mark.parametrize(
+        ("shape", "min_long_side", "level"),
+        [
+            ((256, 192), 64, 2),  # 256 / 4 = 64 is still >= 64; 256 / 8 is not
+            ((256, 192), 65, 1),  # 256 / 4 = 64 < 65: one level only
+            ((256, 192), 32, 3),
+            ((253, 189), 64, 2),  # odd sides: ceil(253 / 4) = 64, ceil(189 / 4) = 48
+        ],
+    )
+    def test_j2k_decodes_at_the_coarsest_level_still_over_min_long_side(
+        self, tmp_path: Path, shape: tuple[int, int], min_long_side: int, level: int
+    ) -> None:
+        path = write_encoded(
+            make_image_dataset(smooth_image(*shape)), tmp_path / "j2k.dcm", JPEG2000Lossless
+        )
+        full = decode_one(path)
+        (reduced,) = decode_file(path, DecodePolicy(min_long_side=min_long_side))
+        expected_shape = tuple(-(-side // 2**level) for side in shape)
+        assert reduced.dtype == np.float32 and reduced.shape == expected_shape
+        area = cv2.resize(full, reduced.shape[::-1], interpolation=cv2.INTER_AREA)
+        assert np.abs(reduced - area).max() <= 2**level * steepest_slope(full)
+        assert np.abs(reduced - area).mean() < 0.02
+
+    def test_lossy_and_signed_j2k_are_reduced_too(self, tmp_path: Path) -> None:
+        signed = (smooth_image(256, 192).astype(np.int32) - 2048).astype(np.int16)
+        for syntax, pixels in ((JPEG2000, smooth_image(256, 192)), (JPEG2000Lossless, signed)):
+            path = write_encoded(make_image_dataset(pixels), tmp_path / "j2k.dcm", syntax)
+            full = decode_one(path)
+            (reduced,) = decode_file(path, DecodePolicy(min_long_side=64))
+            area = cv2.resize(full, (48, 64), interpolation=cv2.INTER_AREA)
+            assert reduced.shape == (64, 48)
+            assert np.abs(reduced - area).max() <= 4 * steepest_slope(full) + 0.01
+
+    @pytest.mark.parametrize("min_long_side", [129, 256, 1000])
+    def test_min_long_side_over_half_the_image_decodes_exactly_at_full_resolution(
+        self, tmp_path: Path, min_long_side: int
+    ) -> None:
+        ds = make_image_dataset(smooth_image(256, 192))
+        reference = decode_one(write_dataset(ds, tmp_path / "native.dcm"))
+        path = write_encoded(ds, tmp_path / "j2k.dcm", JPEG2000Lossless)
+        (image,) = decode_file(path, DecodePolicy(min_long_side=min_long_side))
+        np.testing.assert_array_equal(image, reference)
+
+    def test_never_drops_more_levels_than_the_codestream_has(self, tmp_path: Path) -> None:
+        path = write_encoded(
+            make_image_dataset(smooth_image(256, 192)), tmp_path / "j2k.dcm", JPEG2000Lossless
+        )
+        codestream = dcmread(path).PixelData
+        levels = j2k.read_codestream(codestream[codestream.index(b"\xff\x4f\xff\x51") :]).levels
+        (image,) = decode_file(path, DecodePolicy(min_long_side=1))
+        assert image.shape == (-(-256 // 2**levels), -(-192 // 2**levels))
+
+    def test_each_frame_of_a_multi_frame_j2k_is_reduced(self, tmp_path: Path) -> None:
+        anatomy = smooth_image(256, 192)
+        ds = make_image_dataset(np.stack([anatomy, 4095 - anatomy]))
+        path = write_encoded(ds, tmp_path / "multi.dcm", JPEG2000Lossless)
+        images = decode_file(path, DecodePolicy(min_long_side=64))
+        assert [image.shape for image in images] == [(64, 48), (64, 48)]
+        # The reversible 5/3 lifting rounds down at each step, so the low-pass band of
+        # 4095 - x is 4095 minus that of x only to within a few stored units.
+        np.testing.assert_allclose(images[1], 1 - images[0], atol=8 / 4095)
+        (first,) = decode_file(path, DecodePolicy(frames="first", min_long_side=64))
+        np.testing.assert_array_equal(first, images[0])
+
+    def test_failed_reduced_decode_falls_back_to_full_resolution(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = write_encoded(
+            make_image_dataset(smooth_image(256, 192)), tmp_path / "j2k.dcm", JPEG2000Lossless
+        )
+
+        calls = []
+
+        def broken(*args: object) -> np.ndarray:
+            calls.append(args)
+            raise OSError("broken data stream when reading image file")
+
+        monkeypatch.setattr(j2k, "_pillow_decode", broken)
+        (image,) = decode_file(path, DecodePolicy(min_long_side=64))
+        assert len(calls) == 1
+        np.testing.assert_array_equal(image, decode_one(path))
+
+    def test_colour_j2k_is_decoded_at_full_resolution(self, tmp_path: Path) -> None:
+        rgb = np.repeat((smooth_image(128, 96) >> 4).astype(np.uint8)[..., None], 3, axis=2)
+        ds = make_image_dataset(rgb, photometric="RGB", bits_stored=8)
+        path = write_encoded(ds, tmp_path / "rgb.dcm", JPEG2000Lossless)
+        (image,) = decode_file(path, DecodePolicy(min_long_side=16))
+        np.testing.assert_array_equal(image, decode_one(path))
+
+    def test_corrupt_j2k_is_still_a_decode_error(self, tmp_path: Path) -> None:
+        path = write_encoded(
+            make_image_dataset(smooth_image(256, 192)), tmp_path / "bad.dcm", JPEG2000
+        )
+        content = bytearray(path.read_bytes())
+        start = content.index(b"\xff\x4f\xff\x51")
+        content[start + 4 : start + 60] = b"\x00" * 56
+        path.write_bytes(bytes(content))
+        with pytest.raises(FileRejected) as caught:
+            decode_file(path, DecodePolicy(min_long_side=64))
+        assert caught.value.reason is Reason.DECODE_ERROR
+
+    @pytest.mark.parametrize(
+        "syntax",
+        [s for s in LOSSLESS_SYNTAXES if s != JPEG2000Lossless],
+        ids=lambda uid: UID(uid).keyword,
+    )
+    def test_other_syntaxes_ignore_min_long_side(self, tmp_path: Path, syntax: UID) -> None:
+        path = write_encoded(make_image_dataset(stored_image(12)), tmp_path / "a.dcm", syntax)
+        (image,) = decode_file(path, DecodePolicy(min_long_side=16))
+        assert image.shape == SHAPE
+        np.testing.assert_array_equal(image, decode_one(path))

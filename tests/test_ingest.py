@@ -10,11 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.uid import (
+    BasicTextSRStorage,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    RLELossless,
+    generate_uid,
+)
 
 from batchfrac.decode import DecodePolicy
 from batchfrac.enums import Reason, Status
-from batchfrac.ingest import IngestConfig, ingest_chunk, ingest_file
+from batchfrac.ingest import FLAG_REDUCED_RESOLUTION, IngestConfig, ingest_chunk, ingest_file
 from batchfrac.preprocess import PreprocessSpec, preprocess
 from tests.encoders import write_encoded
 from tests.factories import gradient_image, make_image_dataset, write_dataset
@@ -140,6 +146,75 @@ class TestIngestFile:
         )
         (row,) = ingest_file(path, CONFIG)
         assert row.status is Status.OK and row.flags == ("colour_to_grey",)
+
+
+def smooth_image(rows: int, columns: int) -> np.ndarray:
+    """A 12-bit blob with gentle slopes (steepest ~0.013 of full scale per pixel)."""
+    r = np.linspace(-1.0, 1.0, rows)[:, None]
+    c = np.linspace(-1.0, 1.0, columns)[None, :]
+    return np.rint(500 + 3000 * np.exp(-((c / 0.5) ** 2) - (r / 0.7) ** 2)).astype(np.uint16)
+
+
+class TestIngestReducedResolution:
+    """Scanning decodes JPEG 2000 no larger than preprocessing's working size needs.
+
+    The spec uses the plain ``image`` channel so the comparison is not amplified by
+    CLAHE: what is compared is the working-size image, letterboxed.
+    """
+
+    SPEC = PreprocessSpec(image_size=32, working_size=64, channels=("image", "image", "image"))
+
+    def write_j2k(self, path: Path, pixels: np.ndarray, **tags: object) -> Path:
+        return write_encoded(make_image_dataset(pixels, **tags), path, JPEG2000Lossless)
+
+    def test_policy_asks_for_the_working_size_unless_disabled_or_set(self) -> None:
+        spec = PreprocessSpec(working_size=300)
+        assert IngestConfig(spec=spec).decode_policy == DecodePolicy(min_long_side=300)
+        disabled = IngestConfig(spec=spec, reduce_resolution=False)
+        assert disabled.decode_policy == DecodePolicy()
+        explicit = IngestConfig(spec=spec, decode=DecodePolicy(min_long_side=700))
+        assert explicit.decode_policy.min_long_side == 700
+
+    def test_j2k_gives_the_same_pixels_as_a_full_resolution_decode_and_is_flagged(
+        self, tmp_path: Path
+    ) -> None:
+        path = self.write_j2k(tmp_path / "j2k.dcm", smooth_image(256, 192))
+        (reduced,) = ingest_file(path, IngestConfig(spec=self.SPEC))
+        (full,) = ingest_file(path, IngestConfig(spec=self.SPEC, reduce_resolution=False))
+        assert reduced.status is Status.OK and reduced.flags == (FLAG_REDUCED_RESOLUTION,)
+        assert full.status is Status.OK and full.flags == ()
+        assert reduced.pixels is not None and full.pixels is not None
+        # The level-2 wavelet low-pass band vs INTER_AREA (see TestDecodeReducedResolution
+        # in test_decode.py): within 4 full-resolution pixels of the steepest slope
+        # (0.013 here), and averaging to the output size does not increase it.
+        error = np.abs(reduced.pixels - full.pixels)
+        assert error.max() < 4 * 0.013 and error.mean() < 0.01
+
+    def test_monochrome1_j2k_matches_monochrome2(self, tmp_path: Path) -> None:
+        anatomy = smooth_image(256, 192)
+        mono2 = self.write_j2k(tmp_path / "mono2.dcm", anatomy)
+        mono1 = self.write_j2k(tmp_path / "mono1.dcm", 4095 - anatomy, photometric="MONOCHROME1")
+        config = IngestConfig(spec=self.SPEC)
+        (row2,), (row1,) = ingest_file(mono2, config), ingest_file(mono1, config)
+        assert row1.flags == row2.flags == (FLAG_REDUCED_RESOLUTION,)
+        assert row1.pixels is not None and row2.pixels is not None
+        # The 5/3 lifting rounds down, so inverted stored values give a low-pass band
+        # inverted only to within a few stored units.
+        np.testing.assert_allclose(row1.pixels, row2.pixels, atol=8 / 4095)
+
+    def test_other_syntaxes_and_small_j2k_are_decoded_in_full_and_not_flagged(
+        self, tmp_path: Path
+    ) -> None:
+        rle = write_encoded(
+            make_image_dataset(smooth_image(256, 192)), tmp_path / "rle.dcm", RLELossless
+        )
+        small = self.write_j2k(tmp_path / "small.dcm", smooth_image(100, 80))
+        for path in (rle, small):
+            (row,) = ingest_file(path, IngestConfig(spec=self.SPEC))
+            (full,) = ingest_file(path, IngestConfig(spec=self.SPEC, reduce_resolution=False))
+            assert row.status is Status.OK and row.flags == ()
+            assert row.pixels is not None and full.pixels is not None
+            np.testing.assert_array_equal(row.pixels, full.pixels)
 
 
 class TestIngestChunk:
