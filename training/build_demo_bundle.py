@@ -29,7 +29,7 @@ from pathlib import Path
 BONES = ("elbow", "finger", "forearm", "hand", "humerus", "shoulder", "wrist")
 SYNTH = ("--layout", "mura", "--studies", "840", "--seed", "2026")
 IMAGE_SIZE = "160"
-ROUTER_EPOCHS = "12"
+ROUTER_EPOCHS = "10"
 BONE_EPOCHS = "15"
 
 

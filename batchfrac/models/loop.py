@@ -137,10 +137,15 @@ class HeadSteps:
 
 
 class FullSteps:
-    """End to end: the whole network (trunk and head, shared in place) trains."""
+    """End to end: the whole network (trunk and head, shared in place) trains.
 
-    def __init__(self, full: keras.Model) -> None:
+    ``predictor`` (default: ``full``) gives the validation probabilities; it differs when
+    ``full`` also trains an auxiliary output (:mod:`batchfrac.models.auxiliary`).
+    """
+
+    def __init__(self, full: keras.Model, predictor: keras.Model | None = None) -> None:
         self.full = full
+        self.predictor = predictor if predictor is not None else full
 
     def train(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[str, float]:
         """One step of the full network."""
@@ -150,7 +155,7 @@ class FullSteps:
         """Probabilities of every sample of ``batches``."""
         size = batches.batch_size
         out = [
-            np.asarray(self.full.predict_on_batch(_padded(batches[i][0], size)))
+            np.asarray(self.predictor.predict_on_batch(_padded(batches[i][0], size)))
             for i in range(len(batches))
         ]
         return np.concatenate(out)[: len(batches.samples)]

@@ -36,6 +36,7 @@ from ..enums import Head, Label
 from ..errors import BundleError
 from ..preprocess import PreprocessSpec
 from .augment import AugmentParams, RadiographAugment
+from .auxiliary import build_auxiliary_model, joint_loss, joint_targets
 from .batches import ImageBatches, ImageLoader, balanced_class_weight, ingest_fetcher
 from .bundle import BUNDLE_FILE, ModelBundle, create_bundle, write_head
 from .data import (
@@ -169,20 +170,29 @@ def train(
     rate = config.learning_rate or (
         END_TO_END_LEARNING_RATE if plan.mode == END_TO_END else LEARNING_RATE
     )
-    trained = plan.full if plan.full is not None else plan.head
-    trained.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=rate),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    steps = FullSteps(trained) if plan.full is not None else HeadSteps(plan.trunk, plan.head)
+    optimizer = keras.optimizers.Adam(learning_rate=rate)
     train_targets = head_targets(train_set, config.head)
     val_targets = head_targets(val_set, config.head)
-    weights = balanced_class_weight(train_targets, len(classes))
+    n_train_classes = len(classes)
+    steps: FullSteps | HeadSteps
+    if plan.full is not None and config.head is Head.ROUTER:
+        # Defining the shared trunk: learn abnormality too (see models/auxiliary.py).
+        n_aux = len(Label)
+        joint = build_auxiliary_model(plan.trunk, plan.head, n_aux)
+        joint.compile(optimizer=optimizer, loss=joint_loss(len(classes), n_aux))
+        steps = FullSteps(joint, predictor=plan.full)
+        aux_targets = np.array([list(Label).index(s.label) for s in train_set], dtype=np.int64)
+        train_targets = joint_targets(train_targets, aux_targets, n_aux)
+        n_train_classes = len(classes) * n_aux
+    else:
+        trained = plan.full if plan.full is not None else plan.head
+        trained.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+        steps = FullSteps(trained) if plan.full is not None else HeadSteps(plan.trunk, plan.head)
+    weights = balanced_class_weight(train_targets, n_train_classes)
     train_batches = ImageBatches(
         train_set,
         train_targets,
-        len(classes),
+        n_train_classes,
         loader,
         config.batch_size,
         augment=RadiographAugment(config.augment),
@@ -201,7 +211,10 @@ def train(
         observer=observer,
     )
     meta = _head_meta(config, plan, dataset, train_set, val_set, val_targets, result, rate)
-    meta["class_weight"] = {classes[c]: w for c, w in weights.items()}
+    if n_train_classes == len(classes):
+        meta["class_weight"] = {classes[c]: w for c, w in weights.items()}
+    else:
+        meta["auxiliary_task"] = "normal/abnormal, all bones pooled (trunk defined end to end)"
     bundle_id = _save(config, plan, spec, meta, bundle is None)
     say(f"saved head {config.head.value} into {config.bundle} (bundle id {bundle_id})")
     return TrainResult(config.head, config.bundle, bundle_id, plan.mode, bundle is None, meta)
