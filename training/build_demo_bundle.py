@@ -64,7 +64,7 @@ def main() -> None:
         "--out", str(args.work / "evaluation"), "--plots",
     )  # fmt: skip
     shutil.rmtree(args.out, ignore_errors=True)
-    shutil.copytree(bundle, args.out)
+    shutil.copytree(bundle, args.out, ignore=shutil.ignore_patterns(".lock"))
     _batchfrac("models", "info", str(args.out))
 
 

@@ -41,6 +41,16 @@ def train(
         float, typer.Option(min=0.01, max=0.99, help="Fraction of patients held out.")
     ] = 0.2,
     seed: Annotated[int, typer.Option()] = 0,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Adam learning rate (default: the paper's 1e-4; 1e-3 when training end to end).",
+        ),
+    ] = None,
+    patience: Annotated[
+        int, typer.Option(min=1, help="Early stopping: epochs without a better validation loss.")
+    ] = 3,
     labels: Annotated[
         Path | None,
         typer.Option(
@@ -77,6 +87,8 @@ def train(
         image_size=image_size,
         val_split=val_split,
         seed=seed,
+        learning_rate=learning_rate,
+        patience=patience,
         labels=labels,
         demo=demo,
     )
