@@ -135,6 +135,28 @@ def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, object]
         writer.writerows(rows)
 
 
+def write_answers(
+    out: Path,
+    truth_columns: tuple[str, ...],
+    truth: list[dict[str, object]],
+    junk: list[JunkFile],
+    what: str,
+) -> None:
+    """Write ``ground_truth.csv`` and ``junk.csv``; both are listed in ``junk.csv`` too,
+    since a scan of ``out`` finds them (so ground truth plus junk covers every file)."""
+    junk = [
+        *junk,
+        JunkFile("ground_truth.csv", Reason.NOT_DICOM, f"ground truth of this {what}"),
+        JunkFile("junk.csv", Reason.NOT_DICOM, "expected reasons of the non-image files"),
+    ]
+    write_csv(out / "ground_truth.csv", truth_columns, truth)
+    write_csv(
+        out / "junk.csv",
+        JUNK_COLUMNS,
+        [{"path": j.path, "reason": j.reason.value, "description": j.description} for j in junk],
+    )
+
+
 def _check_empty(out: Path) -> None:
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"output folder is not empty: {out} (synth writes a fresh tree)")
@@ -183,16 +205,7 @@ def generate_archive(
             truth[instance.SOPInstanceUID]["path"] = relative.as_posix()
         junk = _write_junk(out, config.seed, [truth[k] for k in order])
     rows = [truth[k] for k in order]
-    junk += [
-        JunkFile("ground_truth.csv", Reason.NOT_DICOM, "ground truth of this archive"),
-        JunkFile("junk.csv", Reason.NOT_DICOM, "expected reasons of the non-image files"),
-    ]
-    write_csv(out / "ground_truth.csv", GROUND_TRUTH_COLUMNS, rows)
-    write_csv(
-        out / "junk.csv",
-        JUNK_COLUMNS,
-        [{"path": j.path, "reason": j.reason.value, "description": j.description} for j in junk],
-    )
+    write_answers(out, GROUND_TRUTH_COLUMNS, rows, junk, "archive")
     return SynthSummary(
         out=out,
         layout=Layout.DICOM,

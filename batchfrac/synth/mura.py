@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..enums import Reason
-from .archive import JUNK_COLUMNS, Progress, render_planned, write_csv
+from .archive import Progress, render_planned, write_answers
 from .config import Layout, Syntax, SynthConfig, SynthSummary
 from .junk import JunkFile, apple_double_bytes, write_bytes
 from .plan import StudyPlan, plan_archive, stream
@@ -145,16 +145,7 @@ def generate_mura(out: Path, config: SynthConfig, progress: Progress | None = No
         target = f"{studies[0].folder}._image1.png"
         write_bytes(out, target, apple_double_bytes())
         junk.append(JunkFile(target, Reason.NOT_DICOM, "macOS AppleDouble companion"))
-    junk += [
-        JunkFile("ground_truth.csv", Reason.NOT_DICOM, "ground truth of this dataset"),
-        JunkFile("junk.csv", Reason.NOT_DICOM, "expected reasons of the non-image files"),
-    ]
-    write_csv(out / "ground_truth.csv", MURA_TRUTH_COLUMNS, truth)
-    write_csv(
-        out / "junk.csv",
-        JUNK_COLUMNS,
-        [{"path": j.path, "reason": j.reason.value, "description": j.description} for j in junk],
-    )
+    write_answers(out, MURA_TRUTH_COLUMNS, truth, junk, "dataset")
     return SynthSummary(
         out=out,
         layout=Layout.MURA,
