@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from .options import LabelsCsv
+
 
 def evaluate(
     data: Annotated[
@@ -31,15 +33,7 @@ def evaluate(
     plots: Annotated[
         bool, typer.Option("--plots", help="Also write ROC curves and confusion matrices (PNG).")
     ] = False,
-    labels: Annotated[
-        Path | None,
-        typer.Option(
-            exists=True,
-            dir_okay=False,
-            help="Labels CSV for a DICOM archive (columns path or study_instance_uid, bone, "
-            "label).",
-        ),
-    ] = None,
+    labels: LabelsCsv = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
 ) -> None:
     """Score a bundle per bone: TP/FN/FP/TN, accuracy, F1, kappa, AUROC, ...

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..enums import Head
+from .options import LabelsCsv
 
 
 def train(
@@ -51,15 +52,7 @@ def train(
     patience: Annotated[
         int, typer.Option(min=1, help="Early stopping: epochs without a better validation loss.")
     ] = 3,
-    labels: Annotated[
-        Path | None,
-        typer.Option(
-            exists=True,
-            dir_okay=False,
-            help="Labels CSV for a DICOM archive (columns path or study_instance_uid, bone, "
-            "label).",
-        ),
-    ] = None,
+    labels: LabelsCsv = None,
     demo: Annotated[
         bool, typer.Option(help="Mark a new bundle as a demo (not for clinical use).")
     ] = False,
