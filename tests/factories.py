@@ -19,6 +19,21 @@ from pydicom.uid import (
 from batchfrac.records import DicomHeader
 
 
+def make_dataset(sop_class_uid: str, modality: str) -> Dataset:
+    """An Explicit VR Little Endian dataset with file meta and fresh SOP/study/series UIDs."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = sop_class_uid
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = modality
+    return ds
+
+
 def make_image_dataset(
     pixels: np.ndarray,
     *,
@@ -34,18 +49,9 @@ def make_image_dataset(
     (rows, cols, 3) for colour photometric interpretations. Extra keyword
     arguments are set as DICOM keywords (``BodyPartExamined="HAND"``).
     """
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = sop_class_uid
-    ds.SOPClassUID = sop_class_uid
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
+    ds = make_dataset(sop_class_uid, modality)
     ds.PatientID = "TEST0001"
     ds.AccessionNumber = "ACC0001"
-    ds.Modality = modality
     colour = photometric in {"RGB", "YBR_FULL", "YBR_FULL_422"}
     multi = pixels.ndim == 3 and not colour
     ds.Rows, ds.Columns = pixels.shape[-2:] if multi or pixels.ndim == 2 else pixels.shape[:2]

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 from pydicom.uid import (
     UID,
@@ -20,7 +20,6 @@ from pydicom.uid import (
     KeyObjectSelectionDocumentStorage,
     RLELossless,
     RTImageStorage,
-    generate_uid,
 )
 
 import batchfrac.header as header_module
@@ -34,7 +33,13 @@ from batchfrac.header import (
     transfer_syntax_name,
 )
 from batchfrac.records import DicomHeader
-from tests.factories import gradient_image, make_header, make_image_dataset, write_dataset
+from tests.factories import (
+    gradient_image,
+    make_dataset,
+    make_header,
+    make_image_dataset,
+    write_dataset,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
 DS_STORE = b"\x00\x00\x00\x01Bud1" + bytes(200)
@@ -55,16 +60,7 @@ def _rejection(path: Path) -> FileRejected:
 
 
 def _non_image_dataset(sop_class_uid: str, modality: str) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = sop_class_uid
-    ds.SOPClassUID = sop_class_uid
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = modality
+    ds = make_dataset(sop_class_uid, modality)
     ds.ContentDate = "20240101"
     return ds
 
