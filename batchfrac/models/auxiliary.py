@@ -11,6 +11,8 @@ and the trunk are saved. Nothing changes when ImageNet weights are used.
 
 The targets of one sample are encoded as one class index ``bone * n_aux + aux`` so the
 existing one-hot batching carries both labels; :func:`joint_loss` splits them again.
+:class:`JointSteps` validates both tasks, so the kept checkpoint (and early stopping)
+follows the trunk's use for every head, not the router's alone, which is solved early.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from typing import Any
 import keras
 import numpy as np
 from keras import ops
+from sklearn.metrics import log_loss
 
+from .batches import ImageBatches
+from .loop import FullSteps, categorical_loss
 from .network import CLASSIFIER_DROPOUT
 
 #: Name of the discarded auxiliary classifier layer.
@@ -62,3 +67,34 @@ def joint_loss(n_main: int, n_aux: int) -> Callable[[Any, Any], Any]:
         return main + aux
 
     return loss
+
+
+class JointSteps(FullSteps):
+    """End-to-end steps of :func:`build_auxiliary_model`'s network.
+
+    ``predict`` returns the head's probabilities (what the caller keeps and reports) and
+    remembers the auxiliary ones; ``validation_loss`` is the sum of both tasks'
+    cross-entropies, ``val_aux_targets`` giving the auxiliary class of each validation
+    sample, in order.
+    """
+
+    def __init__(self, joint: keras.Model, n_main: int, val_aux_targets: np.ndarray) -> None:
+        super().__init__(joint)
+        self.n_main = n_main
+        self.val_aux_targets = np.asarray(val_aux_targets, dtype=np.int64)
+        self._aux_probs = np.empty((0, 0))
+
+    def predict(self, batches: ImageBatches) -> np.ndarray:
+        """Head probabilities of every sample; the auxiliary ones are kept aside."""
+        both = self.outputs(batches)
+        self._aux_probs = both[:, self.n_main :]
+        return both[:, : self.n_main]
+
+    def validation_loss(self, val: ImageBatches, probs: np.ndarray) -> float:
+        """Head cross-entropy plus auxiliary cross-entropy of the last :meth:`predict`."""
+        if len(self._aux_probs) != len(self.val_aux_targets):
+            raise ValueError("validation_loss needs predict(val) on the validation batches first")
+        aux = log_loss(
+            self.val_aux_targets, self._aux_probs, labels=range(self._aux_probs.shape[1])
+        )
+        return categorical_loss(val, probs) + float(aux)

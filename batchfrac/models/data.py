@@ -123,7 +123,12 @@ def head_targets(samples: Sequence[Sample], head: Head) -> np.ndarray:
     classes = head_classes(head)
     if head is Head.ROUTER:
         return np.array([classes.index(s.bone.value) for s in samples], dtype=np.int64)
-    return np.array([classes.index(s.label.value) for s in samples], dtype=np.int64)
+    return label_targets(samples)
+
+
+def label_targets(samples: Sequence[Sample]) -> np.ndarray:
+    """Normal/abnormal class indices (int64) of ``samples``, whatever their bone."""
+    return np.array([list(Label).index(s.label) for s in samples], dtype=np.int64)
 
 
 def parse_label(value: str) -> Label:

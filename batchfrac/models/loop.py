@@ -76,8 +76,15 @@ class Steps(Protocol):
 
     def set_weights(self, weights: list[np.ndarray]) -> None: ...
 
+    def validation_loss(self, val: ImageBatches, probs: np.ndarray) -> float: ...
 
-def _padded(batch: np.ndarray, size: int) -> np.ndarray:
+
+def categorical_loss(val: ImageBatches, probs: np.ndarray) -> float:
+    """Unweighted categorical cross-entropy of ``probs`` against ``val``'s targets."""
+    return float(log_loss(val.targets, probs, labels=range(val.n_classes)))
+
+
+def padded(batch: np.ndarray, size: int) -> np.ndarray:
     """``batch`` zero-padded to ``size`` rows: one traced predict function per run."""
     if len(batch) >= size:
         return batch
@@ -119,7 +126,7 @@ class HeadSteps:
             features = self._features.get(index)
             if features is None:
                 images = batches[index][0]
-                features = self._trunk(_padded(images, batches.batch_size))
+                features = self._trunk(padded(images, batches.batch_size))
                 size = sum(f.nbytes for f in features)
                 if size <= self._budget:
                     self._features[index] = features
@@ -135,30 +142,33 @@ class HeadSteps:
         """Restore the head's weights."""
         self.head.set_weights(weights)
 
+    def validation_loss(self, val: ImageBatches, probs: np.ndarray) -> float:
+        """The head's cross-entropy on ``val``."""
+        return categorical_loss(val, probs)
+
 
 class FullSteps:
-    """End to end: the whole network (trunk and head, shared in place) trains.
+    """End to end: the whole network (trunk and head, shared in place) trains."""
 
-    ``predictor`` (default: ``full``) gives the validation probabilities; it differs when
-    ``full`` also trains an auxiliary output (:mod:`batchfrac.models.auxiliary`).
-    """
-
-    def __init__(self, full: keras.Model, predictor: keras.Model | None = None) -> None:
+    def __init__(self, full: keras.Model) -> None:
         self.full = full
-        self.predictor = predictor if predictor is not None else full
 
     def train(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[str, float]:
         """One step of the full network."""
         return _step(self.full, x, y, w)
 
-    def predict(self, batches: ImageBatches) -> np.ndarray:
-        """Probabilities of every sample of ``batches``."""
+    def outputs(self, batches: ImageBatches) -> np.ndarray:
+        """The network's output for every sample of ``batches`` (not augmented), in order."""
         size = batches.batch_size
         out = [
-            np.asarray(self.predictor.predict_on_batch(_padded(batches[i][0], size)))
+            np.asarray(self.full.predict_on_batch(padded(batches[i][0], size)))
             for i in range(len(batches))
         ]
         return np.concatenate(out)[: len(batches.samples)]
+
+    def predict(self, batches: ImageBatches) -> np.ndarray:
+        """Probabilities of every sample of ``batches``."""
+        return self.outputs(batches)
 
     def get_weights(self) -> list[np.ndarray]:
         """All weights (the trunk's included)."""
@@ -167,6 +177,10 @@ class FullSteps:
     def set_weights(self, weights: list[np.ndarray]) -> None:
         """Restore all weights."""
         self.full.set_weights(weights)
+
+    def validation_loss(self, val: ImageBatches, probs: np.ndarray) -> float:
+        """The network's cross-entropy on ``val``."""
+        return categorical_loss(val, probs)
 
 
 @dataclass(frozen=True)
@@ -212,9 +226,10 @@ def fit(
 ) -> FitResult:
     """Train for up to ``epochs``; keep the weights of the best validation loss.
 
-    Validation loss is the unweighted categorical cross-entropy on ``val`` (scikit-learn
-    ``log_loss``). Training stops after ``patience`` epochs without improvement; the best
-    epoch's weights are restored before returning. An exception (or Ctrl-C) propagates
+    Validation loss is ``steps.validation_loss``: the unweighted categorical cross-entropy
+    on ``val`` (scikit-learn ``log_loss``), plus the auxiliary task's when there is one.
+    Training stops after ``patience`` epochs without improvement; the best epoch's weights
+    are restored before returning. An exception (or Ctrl-C) propagates
     untouched: the loop has no side effects outside the models it trains.
     """
     if epochs < 1:
@@ -240,7 +255,7 @@ def fit(
             train.on_epoch_end()
             probs = steps.predict(val)
             epoch_logs = {k: v / max(seen, 1) for k, v in sums.items()}
-            epoch_logs["val_loss"] = float(log_loss(val.targets, probs, labels=range(n_classes)))
+            epoch_logs["val_loss"] = steps.validation_loss(val, probs)
             epoch_logs["val_accuracy"] = float(accuracy_score(val.targets, probs.argmax(axis=1)))
             history.append(epoch_logs)
             improved = epoch_logs["val_loss"] < best_loss

@@ -36,7 +36,7 @@ from ..enums import Head, Label
 from ..errors import BundleError
 from ..preprocess import PreprocessSpec
 from .augment import AugmentParams, RadiographAugment
-from .auxiliary import build_auxiliary_model, joint_loss, joint_targets
+from .auxiliary import JointSteps, build_auxiliary_model, joint_loss, joint_targets
 from .batches import ImageBatches, ImageLoader, balanced_class_weight, ingest_fetcher
 from .bundle import BUNDLE_FILE, ModelBundle, create_bundle, write_head
 from .data import (
@@ -46,6 +46,7 @@ from .data import (
     class_counts,
     head_classes,
     head_targets,
+    label_targets,
     read_mura,
     split_by_patient,
 )
@@ -180,8 +181,8 @@ def train(
         n_aux = len(Label)
         joint = build_auxiliary_model(plan.trunk, plan.head, n_aux)
         joint.compile(optimizer=optimizer, loss=joint_loss(len(classes), n_aux))
-        steps = FullSteps(joint, predictor=plan.full)
-        aux_targets = np.array([list(Label).index(s.label) for s in train_set], dtype=np.int64)
+        aux_targets = label_targets(train_set)
+        steps = JointSteps(joint, len(classes), label_targets(val_set))
         train_targets = joint_targets(train_targets, aux_targets, n_aux)
         n_train_classes = len(classes) * n_aux
     else:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from sklearn.metrics import log_loss
 
+from batchfrac.enums import Bone, Label
 from batchfrac.models.auxiliary import (
     AUX_LAYER,
+    JointSteps,
     build_auxiliary_model,
     joint_loss,
     joint_targets,
 )
+from batchfrac.models.batches import ImageBatches
+from batchfrac.models.data import Sample, label_targets
+from batchfrac.models.loop import categorical_loss
 from batchfrac.models.network import build_backbone, build_head, split_backbone
 
 
@@ -82,3 +88,46 @@ class TestAuxiliaryModel:
         assert any(
             not np.array_equal(a, b) for a, b in zip(head_before, router.get_weights(), strict=True)
         )
+
+
+class NoiseLoader:
+    def load_many(self, samples):
+        rng = np.random.default_rng(len(samples))
+        return rng.random((len(samples), 32, 32, 3)).astype("float32")
+
+
+class TestJointSteps:
+    def _val(self) -> ImageBatches:
+        samples = [
+            Sample(f"s{i}", f"s{i}", Bone.HAND, label, f"p{i}", f"s{i}")
+            for i, label in enumerate([Label.NORMAL, Label.ABNORMAL] * 3)
+        ]
+        return ImageBatches(samples, np.array([3, 3, 0, 6, 3, 1]), 7, NoiseLoader(), batch_size=4)
+
+    def test_predict_gives_head_probabilities_and_loss_adds_the_auxiliary_task(
+        self, trunk_and_router
+    ) -> None:
+        trunk, router = trunk_and_router
+        model = build_auxiliary_model(trunk, router, 2)
+        val = self._val()
+        aux_targets = label_targets(val.samples)
+        steps = JointSteps(model, 7, aux_targets)
+
+        probs = steps.predict(val)
+
+        images = np.concatenate([val[i][0] for i in range(len(val))])
+        both = np.asarray(model.predict_on_batch(images))
+        assert probs.shape == (6, 7)
+        np.testing.assert_allclose(probs, both[:, :7], atol=1e-5)
+        expected = log_loss(val.targets, both[:, :7], labels=range(7)) + log_loss(
+            aux_targets, both[:, 7:], labels=range(2)
+        )
+        assert steps.validation_loss(val, probs) == pytest.approx(expected, rel=1e-4)
+        assert steps.validation_loss(val, probs) > categorical_loss(val, probs)
+
+    def test_loss_before_predict_is_an_error(self, trunk_and_router) -> None:
+        trunk, router = trunk_and_router
+        steps = JointSteps(build_auxiliary_model(trunk, router, 2), 7, np.zeros(6, int))
+        val = self._val()
+        with pytest.raises(ValueError, match="predict"):
+            steps.validation_loss(val, np.full((6, 7), 1 / 7))

@@ -24,7 +24,7 @@ from batchfrac.models.augment import RadiographAugment
 from batchfrac.models.batches import ImageBatches
 from batchfrac.models.bundle import ModelBundle
 from batchfrac.models.data import Sample, read_mura
-from batchfrac.models.loop import fit
+from batchfrac.models.loop import categorical_loss, fit
 from batchfrac.models.train import DEFAULT_IMAGE_SIZE, LEARNING_RATE, TrainConfig
 
 from .mura_synth import synth_mura
@@ -106,6 +106,9 @@ class FakeSteps:
 
     def set_weights(self, weights):
         self.restored = weights
+
+    def validation_loss(self, val, probs):
+        return categorical_loss(val, probs)
 
 
 def _batches(n: int = 6) -> ImageBatches:
