@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -35,6 +36,7 @@ from .resume import Ledger
 from .routing import DEFAULT_LOW_CONFIDENCE
 from .rows import ImageRow, image_row, report_path
 from .walk import file_stat, walk
+from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,13 @@ ChunkResults = Generator[tuple[list[str], list[ImageResult]], None, None]
 WORKER_DIED = "the worker process decoding this file died (crash or out of memory)"
 #: Times a file, alone in its task, may kill a worker before it gets an ``error`` row.
 SINGLE_FILE_ATTEMPTS = 3
+#: Default ``--timeout``: seconds one file may take on a worker (a 2000 x 2500 radiograph
+#: takes well under one); a file still decoding then is taken to hang.
+DEFAULT_TIMEOUT_S = 300.0
+#: Dask event topic on which a worker names the file it gave up on before exiting.
+TIMEOUT_TOPIC = "batchfrac-timeout"
+#: Seconds a worker waits after reporting a hung file, for the report to reach the scheduler.
+_REPORT_GRACE_S = 1.0
 
 
 def default_workers() -> int:
@@ -71,6 +80,7 @@ class ScanConfig:
     csv: bool = False
     low_confidence: float = DEFAULT_LOW_CONFIDENCE
     window: int | None = None
+    timeout: float | None = DEFAULT_TIMEOUT_S
 
     def __post_init__(self) -> None:
         checks = {
@@ -81,6 +91,7 @@ class ScanConfig:
             "--modalities must name at least one modality": bool(self.modalities),
             "the window must be >= 1": self.window is None or self.window >= 1,
             "low_confidence must be in [0, 1]": 0.0 <= self.low_confidence <= 1.0,
+            "--timeout must not be negative": self.timeout is None or self.timeout > 0,
         }
         failed = [message for message, ok in checks.items() if not ok]
         if failed:
@@ -167,6 +178,7 @@ def dask_ingest(
     workers: int,
     window: int,
     scheduler: str | None = None,
+    timeout: float | None = None,
 ) -> ChunkResults:
     """Ingest chunks on a Dask cluster with at most ``window`` chunks in flight.
 
@@ -174,6 +186,9 @@ def dask_ingest(
     ``workers`` single-threaded processes is started (and closed when the generator ends,
     also on Ctrl-C). A chunk whose worker dies is retried one file per task so the
     crash is pinned on one file, which then gets an ``error`` row (``decode_error``).
+    With ``timeout``, a file still being ingested after that many seconds makes its
+    worker report it and exit (:func:`watched_ingest`; the nanny starts a fresh process):
+    that file gets an ``error`` row (``timeout``) and the rest of its chunk is retried.
     """
     import dask
     from dask.distributed import Client, LocalCluster, as_completed
@@ -197,12 +212,16 @@ def dask_ingest(
             stack.enter_context(cluster)
             client = stack.enter_context(Client(cluster))
         log.info("decoding on Dask: %s", client)
+        since = time.time()
         futures = as_completed()
         paths_of: dict[str, list[str]] = {}
         deaths: dict[str, int] = {}
 
         def submit(paths: list[str]) -> None:
-            future = client.submit(ingest, paths, config, pure=False)
+            if timeout is None:
+                future = client.submit(ingest, paths, config, pure=False)
+            else:
+                future = client.submit(watched_ingest, ingest, paths, config, timeout, pure=False)
             paths_of[future.key] = paths
             futures.add(future)
 
@@ -213,25 +232,73 @@ def dask_ingest(
             try:
                 results = future.result()
             except KilledWorker:
-                # Tasks queued on a dying worker fail with it, so a file is only blamed
-                # after it alone killed a worker SINGLE_FILE_ATTEMPTS times.
-                if len(paths) > 1:
-                    log.warning(
-                        "a worker died on a chunk of %d files; retrying them one by one", len(paths)
-                    )
-                    for path in paths:
-                        submit([path])
+                hung = _reported_hung(client, since) if timeout is not None else set()
+                retry, paths, results = _after_worker_death(paths, hung, deaths, timeout)
+                for again in retry:
+                    submit(again)
+                if not paths:
                     continue
-                deaths[paths[0]] = deaths.get(paths[0], 0) + 1
-                if deaths[paths[0]] < SINGLE_FILE_ATTEMPTS:
-                    submit(paths)
-                    continue
-                log.error("a worker died while reading %s", paths[0])
-                results = [worker_died(paths[0])]
             future.release()
             for refill in islice(chunks, max(0, window - len(paths_of))):
                 submit(refill)
             yield paths, results
+
+
+def _after_worker_death(
+    paths: list[str], hung: set[str], deaths: dict[str, int], timeout: float | None
+) -> tuple[list[list[str]], list[str], list[ImageResult]]:
+    """A chunk's worker died: (chunks to submit again, files blamed, their rows).
+
+    A file the worker reported as hung gets a ``timeout`` row and the rest of the chunk
+    goes again. Otherwise tasks queued on a dying worker fail with it, so a file is only
+    blamed (``decode_error``) after it alone killed a worker SINGLE_FILE_ATTEMPTS times.
+    """
+    stuck = [path for path in paths if path in hung]
+    if stuck:
+        log.error("gave up on %s after %s s (worker restarted)", stuck, timeout)
+        rest = [path for path in paths if path not in hung]
+        return ([rest] if rest else []), stuck, [timed_out(path, timeout) for path in stuck]
+    if len(paths) > 1:
+        log.warning("a worker died on a chunk of %d files; retrying them one by one", len(paths))
+        return [[path] for path in paths], [], []
+    deaths[paths[0]] = deaths.get(paths[0], 0) + 1
+    if deaths[paths[0]] < SINGLE_FILE_ATTEMPTS:
+        return [paths], [], []
+    log.error("a worker died while reading %s", paths[0])
+    return [], paths, [worker_died(paths[0])]
+
+
+def watched_ingest(
+    ingest: IngestChunk, paths: Sequence[str], config: Any, timeout: float
+) -> list[ImageResult]:
+    """Worker side: ``ingest`` one file at a time, each within ``timeout`` seconds.
+
+    A file still running at its deadline (a codec stuck in C code cannot be interrupted)
+    is named on the :data:`TIMEOUT_TOPIC` event topic, then the worker process exits; the
+    driver reads the event when the task fails (see :func:`dask_ingest`).
+    """
+    from distributed import get_worker
+
+    worker = get_worker()
+
+    def give_up(path: str, seconds: float) -> None:
+        log.error("%s still decoding after %s s: restarting this worker", path, seconds)
+        worker.log_event(TIMEOUT_TOPIC, {"path": path, "seconds": seconds})
+        time.sleep(_REPORT_GRACE_S)
+        os._exit(1)
+
+    results: list[ImageResult] = []
+    with Watchdog(timeout, give_up) as dog:
+        for path in paths:
+            with dog.watch(path):
+                results += ingest([path], config)
+    return results
+
+
+def _reported_hung(client: Any, since: float) -> set[str]:
+    """Paths that workers reported on :data:`TIMEOUT_TOPIC` (see :func:`watched_ingest`)
+    at or after ``since`` (``time.time()``; a long-lived cluster keeps older events)."""
+    return {msg["path"] for when, msg in client.get_events(TIMEOUT_TOPIC) if when >= since}
 
 
 @contextlib.contextmanager
@@ -254,11 +321,22 @@ def _sigint_ignored() -> Iterator[None]:
 
 def worker_died(path: str) -> ImageResult:
     """The ``error`` row of a file whose decoding process died."""
+    return ImageResult(
+        _stat_or_empty(path), Status.ERROR, Reason.DECODE_ERROR, None, detail=WORKER_DIED
+    )
+
+
+def _stat_or_empty(path: str) -> FileStat:
     try:
-        stat = file_stat(Path(path))
+        return file_stat(Path(path))
     except OSError:
-        stat = FileStat(path=path, size=0, mtime_ns=0)
-    return ImageResult(stat, Status.ERROR, Reason.DECODE_ERROR, None, detail=WORKER_DIED)
+        return FileStat(path=path, size=0, mtime_ns=0)
+
+
+def timed_out(path: str, seconds: float | None) -> ImageResult:
+    """The ``error`` row of a file its worker gave up on after ``seconds``."""
+    detail = f"still decoding after {seconds} s; the worker process was restarted"
+    return ImageResult(_stat_or_empty(path), Status.ERROR, Reason.TIMEOUT, None, detail=detail)
 
 
 @dataclass

@@ -206,6 +206,8 @@ def run_scan(
         chunks = pending_chunks(config.archive, ledger, config.chunk_size, observer)
         task = ingest or ingest_chunk
         if config.workers == 0 and not config.scheduler:
+            if config.timeout is not None:
+                log.info("--workers 0: files are decoded in this process, without --timeout")
             stream = local_ingest(chunks, ingest_config, task)
         else:
             stream = dask_ingest(
@@ -215,6 +217,7 @@ def run_scan(
                 workers=config.workers,
                 window=config.in_flight,
                 scheduler=config.scheduler,
+                timeout=config.timeout,
             )
         with contextlib.closing(stream):
             for paths, results in stream:

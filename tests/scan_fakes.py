@@ -4,6 +4,7 @@ real bundle (image size 64, random trunk) cached between test sessions."""
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -176,6 +177,13 @@ def crashing_ingest(paths: list[str], config: object) -> list[ImageResult]:
     """text_ingest, except that a file holding ``crash`` kills the process (a codec segfault)."""
     if any(Path(p).read_text(errors="replace").strip() == "crash" for p in paths):
         os._exit(1)
+    return text_ingest(paths, config)
+
+
+def hanging_ingest(paths: list[str], config: object) -> list[ImageResult]:
+    """text_ingest, except that a file holding ``hang`` never returns (a stuck codec)."""
+    if any(Path(p).read_text(errors="replace").strip() == "hang" for p in paths):
+        time.sleep(3600)
     return text_ingest(paths, config)
 
 

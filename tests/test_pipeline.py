@@ -12,13 +12,20 @@ import pytest
 
 from batchfrac.enums import Reason, Status
 from batchfrac.inference import BatchPredictor
-from batchfrac.pipeline import WORKER_DIED, ChunkInference, ScanConfig, dask_ingest
+from batchfrac.pipeline import (
+    WORKER_DIED,
+    ChunkInference,
+    ScanConfig,
+    _after_worker_death,
+    dask_ingest,
+)
 from batchfrac.resume import PARTS_DIR
 from batchfrac.rows import ImageRow
 from batchfrac.scanner import run_scan
 from tests.scan_fakes import (
     FakeBundle,
     crashing_ingest,
+    hanging_ingest,
     make_dicom_archive,
     ok_result,
     rejected_result,
@@ -147,3 +154,52 @@ def test_window_bounds_chunks_in_flight_and_a_dead_worker_costs_one_file(
     )  # fmt: skip
     assert all(r.status is Status.OK for name, r in by_path.items() if name != "f05")
     assert text_ingest  # the crash-free path is the same function
+
+
+def test_a_hung_file_gets_a_timeout_row_and_the_rest_of_its_chunk_is_decoded(
+    tmp_path: Path, cluster: object
+) -> None:
+    files = {f"f{i}": str(i / 10) for i in range(6)}
+    files["f2"] = "hang"
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    chunks = [[str(tmp_path / f"f{i}"), str(tmp_path / f"f{i + 1}")] for i in range(0, 6, 2)]
+
+    results = [
+        result
+        for _paths, chunk in dask_ingest(
+            iter(chunks),
+            None,
+            hanging_ingest,
+            workers=2,
+            window=2,
+            timeout=2.0,
+            scheduler=cluster.scheduler_address,  # type: ignore[attr-defined]
+        )  # fmt: skip
+        for result in chunk
+    ]
+
+    by_path = {Path(r.file.path).name: r for r in results}
+    assert sorted(by_path) == sorted(files) and len(results) == len(files)
+    hung = by_path["f2"]
+    assert (hung.status, hung.reason) == (Status.ERROR, Reason.TIMEOUT)
+    assert "2.0 s" in (hung.detail or "")
+    assert all(r.status is Status.OK for name, r in by_path.items() if name != "f2")
+
+
+class TestAfterWorkerDeath:
+    def test_a_reported_hung_file_is_blamed_and_the_rest_goes_again(self, tmp_path) -> None:
+        paths = [str(tmp_path / n) for n in ("a", "b", "c")]
+        retry, blamed, rows = _after_worker_death(paths, {paths[1]}, {}, 5.0)
+        assert retry == [[paths[0], paths[2]]] and blamed == [paths[1]]
+        assert [r.reason for r in rows] == [Reason.TIMEOUT]
+
+    def test_an_unexplained_death_splits_the_chunk_then_blames_a_file_alone(self, tmp_path) -> None:
+        paths = [str(tmp_path / n) for n in ("a", "b")]
+        assert _after_worker_death(paths, set(), {}, None) == ([[paths[0]], [paths[1]]], [], [])
+        deaths: dict[str, int] = {}
+        for _ in range(2):
+            assert _after_worker_death([paths[0]], set(), deaths, None) == ([[paths[0]]], [], [])
+        retry, blamed, rows = _after_worker_death([paths[0]], set(), deaths, None)
+        assert (retry, blamed) == ([], [paths[0]])
+        assert (rows[0].reason, rows[0].detail) == (Reason.DECODE_ERROR, WORKER_DIED)

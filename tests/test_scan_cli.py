@@ -94,6 +94,7 @@ def test_default_bundle_is_the_demo_with_a_warning(
         ["--workers", "-1"],
         ["--batch-size", "0"],
         ["--modalities", ","],
+        ["--timeout", "-1"],
         ["--out", "{archive}/inside"],  # output inside the read-only archive
     ],
 )

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from ..inference import Routing
+from ..pipeline import DEFAULT_TIMEOUT_S
 
 EXIT_FATAL = 1
 EXIT_INTERRUPTED = 130
@@ -38,6 +39,13 @@ def scan(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress or summary (cron).")] = False,
     chunk_size: Annotated[int, typer.Option(help="Files per decoding task.")] = 16,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds one file may take on a Dask worker; a file still decoding then "
+            "is an error row (reason timeout) and its worker restarts. 0 = no limit."
+        ),
+    ] = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Screen every radiograph under ARCHIVE; write reports and scan.log to --out.
 
@@ -77,6 +85,7 @@ def scan(
             modalities=tuple(m.strip().upper() for m in modalities.split(",") if m.strip()),
             max_pixels=max_pixels,
             csv=csv,
+            timeout=timeout or None,
         )
     except ValueError as exc:
         err.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
