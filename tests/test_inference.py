@@ -167,3 +167,19 @@ def test_real_bundle_batches_equal_the_papers_separate_full_models(
         assert prediction.bone_confidence == pytest.approx(router[i].max(), abs=1e-4)
     soft = BatchPredictor(real_bundle, batch_size=4, routing=Routing.SOFT).predict(x)
     assert [p.bone for p in soft] == [p.bone for p in hard]
+
+
+@pytest.mark.slow  # builds real B0 networks
+def test_soft_routing_traces_every_head_without_a_retracing_warning(
+    real_bundle: ModelBundle, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    x = np.random.default_rng(1).random((3, 64, 64, 3), dtype=np.float32)
+    with caplog.at_level(logging.WARNING):
+        predictions = BatchPredictor(real_bundle, batch_size=3, routing=Routing.SOFT).predict(x)
+        logging.getLogger("tensorflow").warning("an unrelated TensorFlow warning")
+    assert len(predictions) == 3
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "retracing" in m], messages
+    assert "an unrelated TensorFlow warning" in messages

@@ -16,6 +16,7 @@ runs the trunk and every head in one compiled call for that case.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,24 @@ from .network import build_backbone, build_full_model, build_head, split_backbon
 from .weightfile import assign_arrays, read_weight_file
 
 MIN_BUCKET = 8
+#: TensorFlow's warning that this module's planned traces set off (see below).
+RETRACING_WARNING = "triggered tf.function retracing"
+
+
+class _ExpectedRetracing(logging.Filter):
+    """Drop TensorFlow's "N out of the last N calls ... triggered tf.function retracing".
+
+    TensorFlow counts traces per Python code object, and every Keras model's predict
+    function shares one, so the first batch of a scan (trunk, router, seven heads, each
+    traced once per bucket size) looks like one function retraced nine times. The
+    traces here are planned and bounded (see :class:`_Batcher`); other warnings pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return RETRACING_WARNING not in record.getMessage()
+
+
+_RETRACING_FILTER = _ExpectedRetracing()
 
 
 class _Batcher:
@@ -64,6 +83,7 @@ class BundleRuntime:
     """The trunk and heads of one bundle as Keras models, built lazily and cached."""
 
     def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        logging.getLogger("tensorflow").addFilter(_RETRACING_FILTER)  # once: filters are a set
         self.path = Path(path)
         self.meta = meta
         self.image_size = int(meta["image_size"])
