@@ -6,11 +6,14 @@ flipped) with bone bright. The display transforms live in :mod:`batchfrac.displa
 this module handles the file: the size cap, the transfer syntax and its plugins,
 missing and truncated pixel data, and the multi-frame policy.
 
-Decoding itself is pydicom's (``Decoder.iter_array``), which runs whichever installed
-plugin (pylibjpeg, gdcm, pyjpegls, pillow) can handle the transfer syntax and converts
-YBR_FULL / YBR_FULL_422 to RGB. The exception: with ``DecodePolicy.min_long_side``
-set, greyscale JPEG 2000 frames much larger than that are decoded at a reduced
-wavelet level by :mod:`batchfrac.j2k` (falling back to pydicom on any failure).
+Decoding itself is pydicom's (``Decoder.iter_array``), which runs an installed plugin
+(pylibjpeg, gdcm, pyjpegls, pillow) for the transfer syntax and converts YBR_FULL /
+YBR_FULL_422 to RGB. Where the plugins differ in speed, :data:`PREFERRED_PLUGINS` names
+the fastest measured on radiographs (``benchmarks/decode.py``): CharLS (pyjpegls) for
+JPEG-LS, libjpeg-turbo (:mod:`batchfrac.ljpeg`) for greyscale lossless JPEG; if it is
+missing or fails, pydicom's own order runs. With ``DecodePolicy.min_long_side`` set,
+greyscale JPEG 2000 frames much larger than that are decoded at a reduced wavelet level
+by :mod:`batchfrac.j2k` (falling back to pydicom on any failure).
 """
 
 from __future__ import annotations
@@ -32,9 +35,18 @@ from pydicom.pixels import get_decoder
 from pydicom.pixels.decoders.base import Decoder
 from pydicom.pixels.utils import get_expected_length
 from pydicom.tag import Tag
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+)
 
-from . import j2k
+from . import j2k, ljpeg
 from .display import to_display
 from .enums import Reason
 from .errors import FileRejected
@@ -47,6 +59,16 @@ __all__ = ["DecodePolicy", "FramePolicy", "decode"]
 _DECODER_ERRORS = (ValueError, RuntimeError, NotImplementedError, struct.error)
 # What dcmread raises for a file that turned bad after the header stage read it.
 _READ_ERRORS = (InvalidDicomError, EOFError, struct.error, zlib.error, ValueError)
+#: Fastest plugin per transfer syntax, when installed (else pydicom's order, gdcm first):
+#: per 2000 x 2300 12-bit frame on one core, JPEG-LS 110 ms (CharLS) against 190 (gdcm),
+#: lossless JPEG 40 ms (libjpeg-turbo) against 150 (gdcm).
+PREFERRED_PLUGINS: dict[str, str] = {
+    JPEGLSLossless: "pyjpegls",
+    JPEGLSNearLossless: "pyjpegls",
+    JPEGLossless: ljpeg.PLUGIN,
+    JPEGLosslessSV1: ljpeg.PLUGIN,
+}
+ljpeg.register()
 # The Image Pixel module attributes decoding cannot do without (PS3.3 C.7.6.3, type 1).
 _REQUIRED = (
     "SamplesPerPixel",
@@ -274,9 +296,30 @@ def _starts_encapsulated_pixel_data(path: Path) -> bool:
 
 def _frames(
     decoder: Decoder, ds: Dataset, indices: Sequence[int] | None
+) -> list[tuple[np.ndarray, str]]:
+    """``(stored values, photometric interpretation as decoded)`` per frame: with the
+    preferred plugin if there is one, else (or if it fails) in pydicom's plugin order."""
+    plugin = preferred_plugin(decoder, int(ds.SamplesPerPixel))
+    if plugin:
+        try:
+            return list(_decoded(decoder, ds, indices, plugin))
+        except FileRejected:
+            pass  # pydicom's order below gives the error worth reporting, if any
+    return list(_decoded(decoder, ds, indices, ""))
+
+
+def preferred_plugin(decoder: Decoder, samples_per_pixel: int) -> str:
+    """The :data:`PREFERRED_PLUGINS` entry for ``decoder`` if installed, else ``""``."""
+    plugin = PREFERRED_PLUGINS.get(decoder.UID, "")
+    if plugin == ljpeg.PLUGIN and samples_per_pixel != 1:
+        return ""
+    return plugin if plugin in decoder.available_plugins else ""
+
+
+def _decoded(
+    decoder: Decoder, ds: Dataset, indices: Sequence[int] | None, plugin: str
 ) -> Iterator[tuple[np.ndarray, str]]:
-    """Yield ``(stored values, photometric interpretation as decoded)`` per frame."""
-    frames = decoder.iter_array(ds, indices=indices, as_rgb=True)
+    frames = decoder.iter_array(ds, indices=indices, as_rgb=True, decoding_plugin=plugin)
     while True:
         try:
             arr, properties = next(frames)

@@ -25,6 +25,8 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
     RLELossless,
@@ -541,3 +543,60 @@ class TestDecodeReducedResolution:
         (image,) = decode_file(path, DecodePolicy(min_long_side=16))
         assert image.shape == SHAPE
         np.testing.assert_array_equal(image, decode_one(path))
+
+
+PREFERRED_CASES = [
+    pytest.param(syntax, bits, signed, id=f"{UID(syntax).keyword}-{bits}{'s' if signed else ''}")
+    for syntax in (JPEGLossless, JPEGLosslessSV1, JPEGLSLossless)
+    for bits in BITS
+    for signed in (False, True)
+    if not (signed and bits == 8)
+]
+
+
+def _signed_dataset(bits: int, signed: bool) -> Dataset:
+    """A greyscale image whose stored values span the whole range of ``bits`` (signed or not)."""
+    values = stored_image(bits).astype(np.int64)
+    if not signed:
+        return make_image_dataset(values.astype(stored_image(bits).dtype), bits_stored=bits)
+    values = (values - 2 ** (bits - 1)).astype(np.int16)
+    return make_image_dataset(values, bits_stored=bits, PixelRepresentation=1)
+
+
+class TestPreferredPlugins:
+    @pytest.mark.parametrize(("syntax", "bits", "signed"), PREFERRED_CASES)
+    def test_the_fast_plugin_returns_the_values_of_pydicoms_default(
+        self, tmp_path: Path, syntax: UID, bits: int, signed: bool
+    ) -> None:
+        ds = _signed_dataset(bits, signed)
+        path = write_encoded(ds, tmp_path / "encoded.dcm", syntax)
+        decoder = decoders_base.get_decoder(syntax)
+        plugin = decode_module.preferred_plugin(decoder, 1)
+        assert plugin == decode_module.PREFERRED_PLUGINS[syntax]
+        fast, _ = decoder.as_array(dcmread(path), decoding_plugin=plugin)
+        default, _ = decoder.as_array(dcmread(path), decoding_plugin="gdcm")
+        assert fast.dtype == default.dtype
+        np.testing.assert_array_equal(fast, default)
+        np.testing.assert_array_equal(fast, ds.pixel_array)
+
+    def test_colour_lossless_jpeg_keeps_pydicoms_order(self) -> None:
+        decoder = decoders_base.get_decoder(JPEGLosslessSV1)
+        assert decode_module.preferred_plugin(decoder, 3) == ""
+        assert decode_module.preferred_plugin(decoders_base.get_decoder(RLELossless), 1) == ""
+
+    def test_a_failing_fast_plugin_falls_back_to_pydicoms_order(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        ds = make_image_dataset(stored_image(12), bits_stored=12)
+        reference = decode_one(write_dataset(ds, tmp_path / "reference.dcm"))
+        path = write_encoded(ds, tmp_path / "encoded.dcm", JPEGLosslessSV1)
+        decoder = decoders_base.get_decoder(JPEGLosslessSV1)
+        calls = []
+
+        def broken(src: bytes, runner: object) -> bytes:
+            calls.append(len(src))
+            raise ValueError("this codec is broken")
+
+        monkeypatch.setitem(decoder._available, decode_module.ljpeg.PLUGIN, broken)
+        np.testing.assert_array_equal(decode_one(path), reference)
+        assert calls  # the fast plugin was tried first
