@@ -31,7 +31,6 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import get_decoder
 from pydicom.pixels.decoders.base import Decoder
 from pydicom.pixels.utils import get_expected_length
 from pydicom.tag import Tag
@@ -50,6 +49,7 @@ from . import j2k, ljpeg
 from .display import to_display
 from .enums import Reason
 from .errors import FileRejected
+from .header import pixel_decoder
 from .records import DicomHeader
 
 __all__ = ["DecodePolicy", "FramePolicy", "decode"]
@@ -197,19 +197,9 @@ def _check_size(rows: int, columns: int, frames: int, samples: int, policy: Deco
 
 def _decoder(syntax: UID) -> Decoder:
     """pydicom's decoder for ``syntax`` if an installed plugin can run it."""
-    try:
-        decoder = get_decoder(syntax)
-    except NotImplementedError:
-        raise FileRejected(
-            Reason.UNSUPPORTED_TRANSFER_SYNTAX,
-            f"pydicom has no pixel data decoder for {syntax.name} ({syntax})",
-        ) from None
-    if not decoder.is_available:
-        reasons = "; ".join(decoder.missing_dependencies) or "no plugin is installed"
-        raise FileRejected(
-            Reason.UNSUPPORTED_TRANSFER_SYNTAX,
-            f"no installed plugin decodes {syntax.name}: {reasons}",
-        )
+    decoder, detail = pixel_decoder(syntax)
+    if decoder is None:
+        raise FileRejected(Reason.UNSUPPORTED_TRANSFER_SYNTAX, detail)
     return decoder
 
 

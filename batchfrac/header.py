@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
+from pydicom.pixels.decoders.base import Decoder
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -155,24 +156,31 @@ def transfer_syntax_name(uid: str | None) -> str:
     return syntax.name if syntax.is_transfer_syntax else "unknown"
 
 
-def decodable(transfer_syntax_uid: str | None) -> tuple[bool, str]:
-    """Whether the installed pydicom decoder plugins can decode pixel data in this syntax.
+def pixel_decoder(transfer_syntax_uid: str) -> tuple[Decoder | None, str]:
+    """pydicom's decoder for a syntax, if an installed plugin can run it.
 
-    Returns ``(True, plugins)`` with the available plugin names (``"native"`` for
-    uncompressed syntaxes), or ``(False, why)`` with each plugin's missing
-    dependencies, as pydicom reports them.
+    Returns ``(decoder, plugins)`` with the available plugin names (``"native"`` for
+    uncompressed syntaxes), or ``(None, why)``: pydicom has no decoder for the syntax,
+    or each of its plugins misses a dependency (as pydicom reports them).
     """
-    if not transfer_syntax_uid:
-        return False, "no transfer syntax"
+    name = transfer_syntax_name(transfer_syntax_uid)
     try:
         decoder = get_decoder(UID(transfer_syntax_uid))
     except (NotImplementedError, ValueError):
-        name = transfer_syntax_name(transfer_syntax_uid)
-        return False, f"pydicom has no pixel data decoder for {name} ({transfer_syntax_uid})"
+        return None, f"pydicom has no pixel data decoder for {name} ({transfer_syntax_uid})"
     if decoder.is_available:
-        return True, ", ".join(decoder.available_plugins) or "native"
-    missing = "; ".join(decoder.missing_dependencies)
-    return False, missing or "no decoder plugin is available"
+        return decoder, ", ".join(decoder.available_plugins) or "native"
+    missing = "; ".join(decoder.missing_dependencies) or "no plugin is installed"
+    return None, f"no installed plugin decodes {name}: {missing}"
+
+
+def decodable(transfer_syntax_uid: str | None) -> tuple[bool, str]:
+    """Whether the installed pydicom decoder plugins can decode pixel data in this syntax:
+    ``(True, plugins)`` or ``(False, why)`` (see :func:`pixel_decoder`)."""
+    if not transfer_syntax_uid:
+        return False, "no transfer syntax"
+    decoder, detail = pixel_decoder(transfer_syntax_uid)
+    return decoder is not None, detail
 
 
 def _looks_like_raw_dataset(head: bytes, size: int) -> bool:

@@ -33,6 +33,7 @@ from pydicom.uid import (
 )
 
 from batchfrac import decode as decode_module
+from batchfrac import header as header_module
 from batchfrac import j2k
 from batchfrac.decode import DecodePolicy, FramePolicy, decode
 from batchfrac.display import LUMA_WEIGHTS
@@ -400,7 +401,7 @@ class TestDecodeRejections:
         bare = decoders_base.Decoder(JPEGLSLossless)
         bare.add_plugin("pyjpegls", ("pydicom.pixels.decoders.pyjpegls", "_decode_frame"))
         bare.add_plugin("pylibjpeg", ("pydicom.pixels.decoders.pylibjpeg", "_decode_frame"))
-        monkeypatch.setattr(decode_module, "get_decoder", lambda uid: bare)
+        monkeypatch.setattr(header_module, "get_decoder", lambda uid: bare)
         path = write_encoded(
             make_image_dataset(stored_image(12)), tmp_path / "jls.dcm", JPEGLSLossless
         )

@@ -304,7 +304,10 @@ class TestDecodable:
         monkeypatch.setattr(header_module, "get_decoder", lambda uid: fake)
         ok, detail = decodable(UID(JPEG2000Lossless))
         assert ok is False
-        assert detail == "pylibjpeg: requires pylibjpeg-openjpeg; gdcm: requires gdcm"
+        assert detail == (
+            "no installed plugin decodes JPEG 2000 Image Compression (Lossless Only): "
+            "pylibjpeg: requires pylibjpeg-openjpeg; gdcm: requires gdcm"
+        )
 
     def test_no_syntax(self) -> None:
         assert decodable(None)[0] is False

@@ -8,6 +8,12 @@ from typing import Annotated
 import typer
 
 from ..enums import Head
+from ..models.recipe import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_IMAGE_SIZE,
+    EARLY_STOPPING_PATIENCE,
+)
 from .options import LabelsCsv
 
 
@@ -33,10 +39,13 @@ def train(
             "An existing bundle keeps its trunk.",
         ),
     ] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs (early stopping).")] = 20,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    epochs: Annotated[
+        int, typer.Option(min=1, help="Maximum epochs (early stopping).")
+    ] = DEFAULT_EPOCHS,
+    batch_size: Annotated[int, typer.Option(min=1)] = DEFAULT_BATCH_SIZE,
     image_size: Annotated[
-        int | None, typer.Option(min=32, help="Input size of a new bundle (default 224).")
+        int | None,
+        typer.Option(min=32, help=f"Input size of a new bundle (default {DEFAULT_IMAGE_SIZE})."),
     ] = None,
     val_split: Annotated[
         float, typer.Option(min=0.01, max=0.99, help="Fraction of patients held out.")
@@ -51,7 +60,7 @@ def train(
     ] = None,
     patience: Annotated[
         int, typer.Option(min=1, help="Early stopping: epochs without a better validation loss.")
-    ] = 3,
+    ] = EARLY_STOPPING_PATIENCE,
     labels: LabelsCsv = None,
     demo: Annotated[
         bool, typer.Option(help="Mark a new bundle as a demo (not for clinical use).")

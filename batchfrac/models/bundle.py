@@ -35,6 +35,7 @@ from ..enums import Bone, Head, Label
 from ..errors import BundleError, SpecError
 from ..preprocess import PreprocessSpec
 from .atomic import commit_json, json_ready, lock_bundle, umask_mode, write_file_atomic
+from .recipe import DEFAULT_THRESHOLD
 from .weightfile import encode_model, sha256_bytes
 from .weights import file_sha256
 
@@ -48,7 +49,6 @@ BUNDLE_FILE = "bundle.json"
 SCHEMA_NAME = "bundle.schema.json"
 FORMAT = "batchfrac-bundle"
 FORMAT_VERSION = 1
-DEFAULT_THRESHOLD = 0.5
 DEMO_NOTICE = "DEMO bundle trained on synthetic radiographs - not for clinical use"
 NOTICE = (
     "Screening aid for research use; not a medical device. Every finding needs review "

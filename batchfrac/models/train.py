@@ -54,16 +54,17 @@ from .labelled_archive import read_labeled_archive
 from .loop import FitResult, FullSteps, HeadSteps, TrainObserver, fit
 from .metrics import binary_metrics, multiclass_metrics, study_scores
 from .plan import END_TO_END, ModelPlan, plan_models, trunk_sha256
+from .recipe import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_THRESHOLD,
+    EARLY_STOPPING_PATIENCE,
+    END_TO_END_LEARNING_RATE,
+    LEARNING_RATE,
+)
 
 logger = logging.getLogger(__name__)
-
-LEARNING_RATE = 1e-4
-END_TO_END_LEARNING_RATE = 1e-3
-DEFAULT_EPOCHS = 20
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_IMAGE_SIZE = 224
-EARLY_STOPPING_PATIENCE = 3
-DEFAULT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
