@@ -84,6 +84,18 @@ class BatchPredictor:
         self.seconds = 0.0
         self.head_images: Counter[Head] = Counter()
 
+    def warm_up(self) -> None:
+        """Build and trace the trunk and every head at this batch size (not counted).
+
+        A scan calls it in a thread while its workers start and decode the first files,
+        so the seconds of network building and graph tracing overlap decoding instead of
+        holding up the first batch.
+        """
+        size = self.image_size
+        features = self.bundle.trunk_features(np.zeros((self.batch_size, size, size, 3), "f4"))
+        for head in Head:
+            self.bundle.head_probs(head, features)
+
     @property
     def trunk_passes_per_image(self) -> float | None:
         """Trunk passes per real image (1.0 plus padding), ``None`` before any image."""

@@ -10,13 +10,15 @@ no file name is derived from DICOM values.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import platform
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -204,6 +206,9 @@ def run_scan(
             observer=observer,
         )
         chunks = pending_chunks(config.archive, ledger, config.chunk_size, observer)
+        first = next(chunks, None)
+        warm = _Background(predictor.warm_up if first is not None else None)
+        chunks = itertools.chain([first] if first is not None else [], chunks)
         task = ingest or ingest_chunk
         if config.workers == 0 and not config.scheduler:
             if config.timeout is not None:
@@ -221,7 +226,9 @@ def run_scan(
             )
         with contextlib.closing(stream):
             for paths, results in stream:
+                warm.join()
                 inference.add(paths, results)
+        warm.join()
         inference.finish()
         wall = time.perf_counter() - clock
         work = {
@@ -235,6 +242,34 @@ def run_scan(
         }
         run = {"run_id": run_id, "started_at": started, "config": config}
         return write_reports(ledger, bundle, provenance, run, work)
+
+
+class _Background:
+    """Runs ``work`` in a daemon thread; :meth:`join` waits and re-raises its exception."""
+
+    def __init__(self, work: Callable[[], None] | None) -> None:
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if work is not None:
+            self._thread = threading.Thread(
+                target=self._run, args=(work,), name="batchfrac-warm-up", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the joining thread
+            self._error = exc
+
+    def join(self) -> None:
+        """Wait for the work to finish (at once if it has); raise what it raised."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def write_reports(

@@ -40,6 +40,15 @@ class TestBatching:
         assert (predictor.images, predictor.trunk_images) == (5, 8)
         assert predictor.trunk_passes_per_image == pytest.approx(1.6)
 
+    def test_warm_up_runs_the_trunk_and_every_head_at_the_batch_size_uncounted(self) -> None:
+        bundle = FakeBundle()
+        predictor = BatchPredictor(bundle, batch_size=4)
+        predictor.warm_up()
+        assert bundle.trunk_batches == [4]
+        assert bundle.head_calls == {head: 1 for head in Head}
+        assert (predictor.images, predictor.trunk_images, predictor.batches) == (0, 0, 0)
+        assert not predictor.head_images
+
     def test_padding_never_reaches_a_head(self) -> None:
         bundle = FakeBundle()
         BatchPredictor(bundle, batch_size=4).predict(images(MEANS))

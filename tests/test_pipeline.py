@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchfrac.enums import Reason, Status
+from batchfrac.errors import BundleError
 from batchfrac.inference import BatchPredictor
 from batchfrac.pipeline import (
     WORKER_DIED,
@@ -203,3 +204,29 @@ class TestAfterWorkerDeath:
         retry, blamed, rows = _after_worker_death([paths[0]], set(), deaths, None)
         assert (retry, blamed) == ([], [paths[0]])
         assert (rows[0].reason, rows[0].detail) == (Reason.DECODE_ERROR, WORKER_DIED)
+
+
+class BrokenTrunkBundle(FakeBundle):
+    def trunk_features(self, x):
+        raise BundleError("the trunk weights do not fit the network")
+
+
+def test_networks_warm_up_beside_decoding_and_their_errors_stop_the_scan(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    make_dicom_archive(archive)
+    config = ScanConfig(archive, tmp_path / "out", Path("unused"), workers=0, chunk_size=3)
+    with pytest.raises(BundleError, match="do not fit"):
+        run_scan(config, bundle=BrokenTrunkBundle())
+
+
+def test_a_rerun_with_nothing_left_to_decode_builds_no_network(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    make_dicom_archive(archive)
+    config = ScanConfig(archive, tmp_path / "out", Path("unused"), workers=0, chunk_size=3)
+    first = FakeBundle()
+    run_scan(config, bundle=first)
+    assert first.trunk_batches[0] == config.batch_size  # the warm-up batch
+    again = FakeBundle()
+    summary = run_scan(config, bundle=again)
+    assert summary.run["counts"]["files_reused"] > 0
+    assert again.trunk_batches == [] and not again.head_calls
