@@ -121,16 +121,21 @@ def test_two_worker_cluster_scan_and_workers_never_import_tensorflow(
     assert all(flags == (False, False, True) for flags in loaded.values()), loaded
 
 
+def text_files_in_pairs(
+    folder: Path, n: int, special: dict[str, str]
+) -> tuple[dict[str, str], list[list[str]]]:
+    """``n`` text_ingest files f00, f01, ... (``special`` overrides contents) in chunks of 2."""
+    files = {f"f{i:02d}": str(i / 20) for i in range(n)} | special
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    paths = [str(folder / name) for name in sorted(files)]
+    return files, [paths[i : i + 2] for i in range(0, len(paths), 2)]
+
+
 def test_window_bounds_chunks_in_flight_and_a_dead_worker_costs_one_file(
     tmp_path: Path, cluster: object
 ) -> None:
-    files = {f"f{i:02d}": str(i / 20) for i in range(12)}
-    files["f05"] = "crash"
-    for name, text in files.items():
-        (tmp_path / name).write_text(text)
-    chunks = [
-        [str(tmp_path / f"f{i:02d}"), str(tmp_path / f"f{i + 1:02d}")] for i in range(0, 12, 2)
-    ]
+    files, chunks = text_files_in_pairs(tmp_path, 12, {"f05": "crash"})
     pulled = 0
 
     def source() -> Iterator[list[str]]:
@@ -160,11 +165,7 @@ def test_window_bounds_chunks_in_flight_and_a_dead_worker_costs_one_file(
 def test_a_hung_file_gets_a_timeout_row_and_the_rest_of_its_chunk_is_decoded(
     tmp_path: Path, cluster: object
 ) -> None:
-    files = {f"f{i}": str(i / 10) for i in range(6)}
-    files["f2"] = "hang"
-    for name, text in files.items():
-        (tmp_path / name).write_text(text)
-    chunks = [[str(tmp_path / f"f{i}"), str(tmp_path / f"f{i + 1}")] for i in range(0, 6, 2)]
+    files, chunks = text_files_in_pairs(tmp_path, 6, {"f02": "hang"})
 
     results = [
         result
@@ -182,10 +183,10 @@ def test_a_hung_file_gets_a_timeout_row_and_the_rest_of_its_chunk_is_decoded(
 
     by_path = {Path(r.file.path).name: r for r in results}
     assert sorted(by_path) == sorted(files) and len(results) == len(files)
-    hung = by_path["f2"]
+    hung = by_path["f02"]
     assert (hung.status, hung.reason) == (Status.ERROR, Reason.TIMEOUT)
     assert "2.0 s" in (hung.detail or "")
-    assert all(r.status is Status.OK for name, r in by_path.items() if name != "f2")
+    assert all(r.status is Status.OK for name, r in by_path.items() if name != "f02")
 
 
 class TestAfterWorkerDeath:
