@@ -201,6 +201,7 @@ def dask_ingest(
         else:
             # Retries of crashed tasks are ours (per file, see below), not the scheduler's.
             stack.enter_context(dask.config.set({"distributed.scheduler.allowed-failures": 0}))
+            stack.enter_context(dask.config.set(_worker_malloc_environ()))
             with _sigint_ignored():  # inherited by the worker processes spawned here
                 cluster = LocalCluster(
                     n_workers=workers,
@@ -242,6 +243,30 @@ def dask_ingest(
             for refill in islice(chunks, max(0, window - len(paths_of))):
                 submit(refill)
             yield paths, results
+
+
+#: glibc malloc settings of our LocalCluster's workers (see :func:`_worker_malloc_environ`).
+WORKER_MALLOC_ENVIRON = {
+    "MALLOC_MMAP_THRESHOLD_": str(64 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
+}
+
+
+def _worker_malloc_environ() -> dict[str, Any]:
+    """Dask config for worker processes that reuse freed image buffers.
+
+    Dask starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, and setting any malloc
+    threshold freezes glibc's mmap threshold at 128 KiB: every full-resolution frame
+    (tens of MB, several per file) is then a fresh ``mmap`` the kernel must zero page
+    by page, and ``munmap``-ed when freed. On 788 radiographs that was 18 s of system
+    time on 2 cores. Buffers up to 64 MiB now come from the heap, which keeps up to
+    256 MiB free for the next file; a worker's footprint stays bounded by one file.
+    """
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    environ.update(WORKER_MALLOC_ENVIRON)
+    return {"distributed.nanny.pre-spawn-environ": environ}
 
 
 def _after_worker_death(

@@ -239,3 +239,15 @@ def cached_tiny_bundle(cache_dir: Path) -> Path:
         shutil.rmtree(path, ignore_errors=True)
         build_tiny_bundle(path)
     return path
+
+
+def environ_ingest(paths: list[str], config: object) -> list[ImageResult]:
+    """One ``skipped`` row per path whose detail is the worker's malloc environment."""
+    detail = ",".join(
+        f"{key}={os.environ.get(key)}"
+        for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")
+    )
+    return [
+        ImageResult(FileStat(p, 0, 0), Status.SKIPPED, Reason.NOT_DICOM, None, detail=detail)
+        for p in paths
+    ]

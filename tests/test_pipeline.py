@@ -15,6 +15,7 @@ from batchfrac.errors import BundleError
 from batchfrac.inference import BatchPredictor
 from batchfrac.pipeline import (
     WORKER_DIED,
+    WORKER_MALLOC_ENVIRON,
     ChunkInference,
     ScanConfig,
     _after_worker_death,
@@ -26,6 +27,7 @@ from batchfrac.scanner import run_scan
 from tests.scan_fakes import (
     FakeBundle,
     crashing_ingest,
+    environ_ingest,
     hanging_ingest,
     make_dicom_archive,
     ok_result,
@@ -231,3 +233,12 @@ def test_a_rerun_with_nothing_left_to_decode_builds_no_network(tmp_path: Path) -
     summary = run_scan(config, bundle=again)
     assert summary.run["counts"]["files_reused"] > 0
     assert again.trunk_batches == [] and not again.head_calls
+
+
+def test_local_cluster_workers_reuse_freed_image_buffers(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("x")
+    [(_paths, results)] = list(
+        dask_ingest(iter([[str(tmp_path / "a")]]), None, environ_ingest, workers=1, window=1)
+    )
+    settings = dict(item.split("=") for item in (results[0].detail or "").split(","))
+    assert settings == {**WORKER_MALLOC_ENVIRON, "OMP_NUM_THREADS": "1"}  # Dask's own kept
