@@ -201,8 +201,7 @@ def dask_ingest(
         else:
             # Retries of crashed tasks are ours (per file, see below), not the scheduler's.
             stack.enter_context(dask.config.set({"distributed.scheduler.allowed-failures": 0}))
-            stack.enter_context(dask.config.set(_worker_malloc_environ()))
-            with _sigint_ignored():  # inherited by the worker processes spawned here
+            with _sigint_ignored(), _worker_malloc_environ():  # both inherited by the workers
                 cluster = LocalCluster(
                     n_workers=workers,
                     threads_per_worker=1,
@@ -252,8 +251,9 @@ WORKER_MALLOC_ENVIRON = {
 }
 
 
-def _worker_malloc_environ() -> dict[str, Any]:
-    """Dask config for worker processes that reuse freed image buffers.
+@contextlib.contextmanager
+def _worker_malloc_environ() -> Iterator[None]:
+    """Start worker processes that reuse freed image buffers (:data:`WORKER_MALLOC_ENVIRON`).
 
     Dask starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, and setting any malloc
     threshold freezes glibc's mmap threshold at 128 KiB: every full-resolution frame
@@ -261,12 +261,26 @@ def _worker_malloc_environ() -> dict[str, Any]:
     by page, and ``munmap``-ed when freed. On 788 radiographs that was 18 s of system
     time on 2 cores. Buffers up to 64 MiB now come from the heap, which keeps up to
     256 MiB free for the next file; a worker's footprint stays bounded by one file.
+
+    A nanny takes these from ``distributed.nanny.pre-spawn-environ`` unless this process's
+    environment already names them (an earlier cluster in this process leaves Dask's
+    values there), so both are set while the cluster starts, then restored.
     """
     import dask
 
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
     environ.update(WORKER_MALLOC_ENVIRON)
-    return {"distributed.nanny.pre-spawn-environ": environ}
+    saved = {key: os.environ.get(key) for key in WORKER_MALLOC_ENVIRON}
+    os.environ.update(WORKER_MALLOC_ENVIRON)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _after_worker_death(

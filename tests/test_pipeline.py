@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -235,10 +236,15 @@ def test_a_rerun_with_nothing_left_to_decode_builds_no_network(tmp_path: Path) -
     assert again.trunk_batches == [] and not again.head_calls
 
 
-def test_local_cluster_workers_reuse_freed_image_buffers(tmp_path: Path) -> None:
+def test_local_cluster_workers_reuse_freed_image_buffers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What an earlier Dask cluster in this process leaves behind (nannies export their env).
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     (tmp_path / "a").write_text("x")
     [(_paths, results)] = list(
         dask_ingest(iter([[str(tmp_path / "a")]]), None, environ_ingest, workers=1, window=1)
     )
     settings = dict(item.split("=") for item in (results[0].detail or "").split(","))
     assert settings == {**WORKER_MALLOC_ENVIRON, "OMP_NUM_THREADS": "1"}  # Dask's own kept
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # this process's env restored
