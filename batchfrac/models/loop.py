@@ -84,7 +84,7 @@ def categorical_loss(val: ImageBatches, probs: np.ndarray) -> float:
     return float(log_loss(val.targets, probs, labels=range(val.n_classes)))
 
 
-def padded(batch: np.ndarray, size: int) -> np.ndarray:
+def _padded(batch: np.ndarray, size: int) -> np.ndarray:
     """``batch`` zero-padded to ``size`` rows: one traced predict function per run."""
     if len(batch) >= size:
         return batch
@@ -126,7 +126,7 @@ class HeadSteps:
             features = self._features.get(index)
             if features is None:
                 images = batches[index][0]
-                features = self._trunk(padded(images, batches.batch_size))
+                features = self._trunk(_padded(images, batches.batch_size))
                 size = sum(f.nbytes for f in features)
                 if size <= self._budget:
                     self._features[index] = features
@@ -161,7 +161,7 @@ class FullSteps:
         """The network's output for every sample of ``batches`` (not augmented), in order."""
         size = batches.batch_size
         out = [
-            np.asarray(self.full.predict_on_batch(padded(batches[i][0], size)))
+            np.asarray(self.full.predict_on_batch(_padded(batches[i][0], size)))
             for i in range(len(batches))
         ]
         return np.concatenate(out)[: len(batches.samples)]
