@@ -36,7 +36,7 @@ from .resume import Ledger
 from .routing import DEFAULT_LOW_CONFIDENCE
 from .rows import ImageRow, image_row, report_path
 from .walk import file_stat, walk
-from .watchdog import Watchdog
+from .watchdog import DEFAULT_TIMEOUT_S, Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,6 @@ ChunkResults = Generator[tuple[list[str], list[ImageResult]], None, None]
 WORKER_DIED = "the worker process decoding this file died (crash or out of memory)"
 #: Times a file, alone in its task, may kill a worker before it gets an ``error`` row.
 SINGLE_FILE_ATTEMPTS = 3
-#: Default ``--timeout``: seconds one file may take on a worker (a 2000 x 2500 radiograph
-#: takes well under one); a file still decoding then is taken to hang.
-DEFAULT_TIMEOUT_S = 300.0
 #: Dask event topic on which a worker names the file it gave up on before exiting.
 TIMEOUT_TOPIC = "batchfrac-timeout"
 #: Seconds a worker waits after reporting a hung file, for the report to reach the scheduler.

@@ -23,7 +23,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-__all__ = ["Watchdog"]
+__all__ = ["DEFAULT_TIMEOUT_S", "Watchdog"]
+
+#: Default ``batchfrac scan --timeout``: seconds one file may take on a worker (a 2000 x
+#: 2500 radiograph takes well under one); a file still decoding then is taken to hang.
+#: Here, in a module without dependencies, so the CLI reads it without importing the
+#: scan pipeline (and pyarrow) on every command.
+DEFAULT_TIMEOUT_S = 300.0
 
 
 class Watchdog:

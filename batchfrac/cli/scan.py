@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..inference import Routing
-from ..pipeline import DEFAULT_TIMEOUT_S
+from ..watchdog import DEFAULT_TIMEOUT_S
 
 EXIT_FATAL = 1
 EXIT_INTERRUPTED = 130
