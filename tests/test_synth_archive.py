@@ -46,6 +46,10 @@ class TestDeterminism:
         generate_archive(tmp_path / "again", TINY)
         assert _tree(tmp_path / "again") == _tree(archive)
 
+    def test_drawing_processes_do_not_change_the_bytes(self, archive: Path, tmp_path: Path) -> None:
+        generate_archive(tmp_path / "parallel", TINY, jobs=2)
+        assert _tree(tmp_path / "parallel") == _tree(archive)
+
     def test_different_seed_differs(self, archive: Path, tmp_path: Path) -> None:
         other = SynthConfig(studies=8, seed=8, min_size=48, max_size=72)
         generate_archive(tmp_path / "other", other)

@@ -51,6 +51,19 @@ def test_synth_mura_layout_and_no_junk(tmp_path: Path) -> None:
     assert not list((tmp_path / "m").rglob("._*"))
 
 
+def test_synth_jobs_option_gives_the_same_tree(tmp_path: Path) -> None:
+    trees = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / jobs
+        args = ["synth", str(out), "--layout", "mura", "--studies", "3", "--jobs", jobs]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        trees[jobs] = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert trees["1"] == trees["2"] and len(trees["1"]) > 4
+    bad = runner.invoke(app, ["synth", str(tmp_path / "bad"), "--jobs", "0"])
+    assert bad.exit_code == 2
+
+
 def test_synth_syntax_list(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["synth", str(tmp_path / "o"), *SMALL, "--syntaxes", "rle,jpeg-ls", "--no-junk"]

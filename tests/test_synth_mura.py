@@ -32,6 +32,22 @@ def mura(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_drawing_processes_do_not_change_the_bytes(mura: Path, tmp_path: Path) -> None:
+    generate_mura(tmp_path, CONFIG, jobs=3)
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {
+            p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()
+        }
+
+    assert tree(tmp_path) == tree(mura)
+
+
+def test_jobs_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="jobs must be at least 1"):
+        generate_mura(tmp_path, CONFIG, jobs=0)
+
+
 class TestMuraLayout:
     def test_every_png_path_matches_the_layout(self, mura: Path) -> None:
         pngs = [

@@ -54,6 +54,12 @@ def synth(
         bool,
         typer.Option("--junk/--no-junk", help="Add README, .DS_Store, truncated file, DICOMDIR."),
     ] = True,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", min=1, help="Processes drawing images (same files whatever the number)."
+        ),
+    ] = 1,
     contact_sheet: Annotated[
         Path | None,
         typer.Option(
@@ -85,7 +91,10 @@ def synth(
     with Progress(transient=True) as bar:
         task = bar.add_task("drawing radiographs", total=None)
         summary = generate(
-            out, config, lambda done, total: bar.update(task, completed=done, total=total)
+            out,
+            config,
+            lambda done, total: bar.update(task, completed=done, total=total),
+            jobs=jobs,
         )
     if contact_sheet is not None:
         write_contact_sheet(contact_sheet, seed=seed)

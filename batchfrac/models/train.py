@@ -239,6 +239,32 @@ def _validation_metrics(
     return image, {}
 
 
+def compute_description() -> dict[str, str]:
+    """Where a head was trained: Keras backend and version, and the device it ran on.
+
+    Float arithmetic differs between backends and devices (a GPU-trained head is not
+    bit-identical to a CPU rebuild from the same data and seed), so it is recorded.
+    """
+    backend = keras.backend.backend()
+    device = "cpu"
+    if backend == "jax":
+        import jax
+
+        first = jax.devices()[0]
+        device = f"{first.platform}: {first.device_kind}"
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        device = f"gpu: {gpus[0].name}" if gpus else "cpu"
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"gpu: {torch.cuda.get_device_name(0)}"
+    return {"keras_backend": backend, "keras_version": keras.__version__, "device": device}
+
+
 def _head_meta(
     config: TrainConfig,
     plan: ModelPlan,
@@ -275,6 +301,7 @@ def _head_meta(
         "best_epoch": result.best_epoch + 1,
         "stopped_early": result.stopped_early,
         "training_seconds": round(result.seconds, 3),
+        "compute": compute_description(),
         "validation_metrics": metrics,
         "seed": config.seed,
         "mode": plan.mode,

@@ -29,6 +29,7 @@ from .abnormal import Injury
 from .config import Layout, Syntax, SynthConfig, SynthSummary
 from .dicom import build_dataset, encode, jpeg_lossless_available
 from .junk import JunkFile, write_clutter, write_truncated
+from .parallel import ordered_map
 from .plan import ImagePlan, StudyPlan, plan_archive, stream, uid
 from .render import render_view
 
@@ -92,6 +93,10 @@ def make_instance(study: StudyPlan, image: ImagePlan, seed: int) -> Dataset:
     """Render and encode one image of ``study`` (deterministic in ``seed``)."""
     pixels = render_planned(study, image, seed)
     return encode(build_dataset(pixels, study, image, seed), image.syntax)
+
+
+def _make_instance(job: tuple[StudyPlan, ImagePlan, int]) -> Dataset:
+    return make_instance(*job)
 
 
 def own_path(study: StudyPlan, image: ImagePlan) -> str:
@@ -164,12 +169,12 @@ def _check_empty(out: Path) -> None:
 
 
 def generate_archive(
-    out: Path, config: SynthConfig, progress: Progress | None = None
+    out: Path, config: SynthConfig, progress: Progress | None = None, jobs: int = 1
 ) -> SynthSummary:
     """Write a synthetic DICOM archive under the empty (or new) folder ``out``.
 
     ``progress(done, total)`` is called after each image. Same ``config`` -> the
-    same files, byte for byte.
+    same files, byte for byte, whatever the number of drawing processes ``jobs``.
     """
     _check_empty(out)
     syntaxes, skipped = usable_syntaxes(config.syntaxes)
@@ -181,10 +186,13 @@ def generate_archive(
     truth: dict[str, dict[str, object]] = {}
     order: list[str] = []
     done = 0
+    made = ordered_map(
+        _make_instance, ((s, image, config.seed) for s in studies for image in s.images), jobs
+    )
     for study in studies:
         on_cd = config.junk and study.patient.index % 3 == 0
         for image in study.images:
-            ds = make_instance(study, image, config.seed)
+            ds = next(made)
             order.append(image.sop_instance_uid)
             if on_cd:
                 fileset.add(ds)

@@ -26,7 +26,8 @@ from ..enums import Reason
 from .archive import Progress, render_planned, write_answers
 from .config import Layout, Syntax, SynthConfig, SynthSummary
 from .junk import JunkFile, apple_double_bytes, write_bytes
-from .plan import StudyPlan, plan_archive, stream
+from .parallel import ordered_map
+from .plan import ImagePlan, StudyPlan, plan_archive, stream
 
 ROOT = "MURA-v1.1"
 SPLITS = ("train", "valid")
@@ -102,8 +103,18 @@ def plan_mura(config: SynthConfig) -> list[MuraStudy]:
     return out
 
 
-def generate_mura(out: Path, config: SynthConfig, progress: Progress | None = None) -> SynthSummary:
-    """Write a synthetic MURA-v1.1 tree under the empty (or new) folder ``out``."""
+def _draw_png(job: tuple[StudyPlan, ImagePlan, int]) -> bytes:
+    plan, image, seed = job
+    return _png(render_planned(plan, image, seed))
+
+
+def generate_mura(
+    out: Path, config: SynthConfig, progress: Progress | None = None, jobs: int = 1
+) -> SynthSummary:
+    """Write a synthetic MURA-v1.1 tree under the empty (or new) folder ``out``.
+
+    ``jobs`` processes draw the images (same bytes whatever their number).
+    """
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"output folder is not empty: {out} (synth writes a fresh tree)")
     studies = plan_mura(config)
@@ -112,14 +123,16 @@ def generate_mura(out: Path, config: SynthConfig, progress: Progress | None = No
     labeled: dict[str, list[str]] = {s: [] for s in SPLITS}
     truth: list[dict[str, object]] = []
     done = 0
+    drawn = ordered_map(
+        _draw_png, ((s.plan, image, config.seed) for s in studies for image in s.plan.images), jobs
+    )
     for study in studies:
         plan = study.plan
         label = 0 if plan.abnormality is None else 1
         labeled[study.split].append(f"{study.folder},{label}")
         for image in plan.images:
-            pixels = render_planned(plan, image, config.seed)
             path = f"{study.folder}image{image.number}.png"
-            write_bytes(out, path, _png(pixels))
+            write_bytes(out, path, next(drawn))
             paths[study.split].append(path)
             truth.append(
                 {

@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -198,6 +199,10 @@ def test_router_end_to_end_creates_the_bundle(router_bundle, data):
     assert combined == per_bone
     assert head["epochs"] == 1 and head["training_seconds"] > 0 and head["seed"] == 0
     assert head["mode"] == "end_to_end"
+    compute = head["compute"]
+    assert compute["keras_backend"] == keras.backend.backend()
+    assert compute["keras_version"] == keras.__version__
+    assert compute["device"] == "cpu" or compute["device"].startswith("gpu: ")
     assert {"accuracy", "precision", "sensitivity", "specificity", "f1", "auroc"} <= set(
         head["validation_metrics"]
     )
