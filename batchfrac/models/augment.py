@@ -22,6 +22,8 @@ MONAI style: parameters in :class:`AugmentParams`, data through
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -50,34 +52,69 @@ class AugmentParams:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
-class RadiographAugment:
-    """Random rotation/zoom/flip plus brightness/contrast/gamma on one model input."""
+@dataclass(frozen=True, slots=True)
+class _Draw:
+    """The random values of one image's augmentation."""
 
-    def __init__(self, params: AugmentParams | None = None) -> None:
+    angle: float
+    scale: float
+    flip: bool
+    gamma: float
+    contrast: float
+    shift: float
+
+
+class RadiographAugment:
+    """Random rotation/zoom/flip plus brightness/contrast/gamma on one model input.
+
+    The random values of a batch are drawn in order from the caller's generator, then
+    applied in ``workers`` threads (OpenCV and numpy release the GIL): on a GPU the
+    augmentation otherwise starves the accelerator, and the result does not depend on
+    the number of threads.
+    """
+
+    def __init__(self, params: AugmentParams | None = None, workers: int | None = None) -> None:
         self.params = params or AugmentParams()
+        self.workers = workers or min(8, os.cpu_count() or 1)
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Return an augmented copy of ``image`` (same shape, float32, clipped to [0, 1])."""
-        if image.ndim not in (2, 3):
-            raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {image.shape}")
-        out = self._geometric(np.asarray(image, dtype=np.float32), rng)
-        out = self._intensity(out, rng)
-        return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+        return self._apply(_checked(image), self._draw(rng))
 
     def batch(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Augment each image of an ``(N, H, W, C)`` batch independently."""
-        return np.stack([self(img, rng) for img in images]) if len(images) else images
+        if not len(images):
+            return images
+        draws = [self._draw(rng) for _ in range(len(images))]
+        checked = [_checked(img) for img in images]
+        if self.workers < 2 or len(images) < 2:
+            return np.stack([self._apply(img, d) for img, d in zip(checked, draws, strict=True)])
+        with ThreadPoolExecutor(min(self.workers, len(images))) as pool:
+            return np.stack(list(pool.map(self._apply, checked, draws)))
 
-    def _geometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _draw(self, rng: np.random.Generator) -> _Draw:
         p = self.params
         angle = float(rng.uniform(-p.max_rotation_deg, p.max_rotation_deg))
         scale = float(rng.uniform(*p.zoom))
         flip = p.horizontal_flip and bool(rng.integers(0, 2))
-        if angle == 0.0 and scale == 1.0 and not flip:
+        gamma = float(rng.uniform(*p.gamma))
+        contrast = float(rng.uniform(*p.contrast))
+        shift = float(rng.uniform(-p.brightness, p.brightness))
+        return _Draw(angle, scale, flip, gamma, contrast, shift)
+
+    def _apply(self, image: np.ndarray, draw: _Draw) -> np.ndarray:
+        out = self._intensity(self._geometric(image, draw), draw)
+        return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+
+    @staticmethod
+    def _geometric(image: np.ndarray, draw: _Draw) -> np.ndarray:
+        if draw.angle == 0.0 and draw.scale == 1.0 and not draw.flip:
             return image.copy()
         rows, cols = image.shape[:2]
-        matrix = cv2.getRotationMatrix2D(((cols - 1) / 2.0, (rows - 1) / 2.0), angle, scale)
-        if flip:
+        matrix = cv2.getRotationMatrix2D(
+            ((cols - 1) / 2.0, (rows - 1) / 2.0), draw.angle, draw.scale
+        )
+        if draw.flip:
             # x' = (cols - 1) - x composed after the rotation/zoom about the centre.
             matrix[0, :] = -matrix[0, :]
             matrix[0, 2] += cols - 1
@@ -92,13 +129,16 @@ class RadiographAugment:
         # OpenCV drops a trailing channel axis of size 1.
         return warped.reshape(image.shape)
 
-    def _intensity(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        p = self.params
-        gamma = float(rng.uniform(*p.gamma))
-        contrast = float(rng.uniform(*p.contrast))
-        shift = float(rng.uniform(-p.brightness, p.brightness))
-        if gamma == 1.0 and contrast == 1.0 and shift == 0.0:
+    @staticmethod
+    def _intensity(image: np.ndarray, draw: _Draw) -> np.ndarray:
+        if draw.gamma == 1.0 and draw.contrast == 1.0 and draw.shift == 0.0:
             return image
-        out = np.power(np.clip(image, 0.0, 1.0), gamma) if gamma != 1.0 else image
+        out = np.power(np.clip(image, 0.0, 1.0), draw.gamma) if draw.gamma != 1.0 else image
         mean = float(out.mean())
-        return (out - mean) * contrast + mean + shift
+        return (out - mean) * draw.contrast + mean + draw.shift
+
+
+def _checked(image: np.ndarray) -> np.ndarray:
+    if image.ndim not in (2, 3):
+        raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {image.shape}")
+    return np.asarray(image, dtype=np.float32)

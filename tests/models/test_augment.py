@@ -60,6 +60,15 @@ class TestRadiographAugment:
         batch = np.stack([_image(seed=s) for s in range(3)])
         assert RadiographAugment().batch(batch, np.random.default_rng(0)).shape == batch.shape
 
+    def test_batch_is_the_same_whatever_the_threads(self):
+        batch = np.stack([_image(seed=s) for s in range(9)])
+        one_by_one_rng = np.random.default_rng(11)
+        one_by_one = np.stack([RadiographAugment()(img, one_by_one_rng) for img in batch])
+        for workers in (1, 4):
+            out = RadiographAugment(workers=workers).batch(batch, np.random.default_rng(11))
+            assert np.array_equal(out, one_by_one)
+        assert len({o.tobytes() for o in one_by_one}) == len(batch)  # each drew its own
+
     def test_intensity_changes_stay_small(self):
         params = AugmentParams(0.0, False, (1.0, 1.0), 0.08, (0.85, 1.15), (0.8, 1.25))
         image = np.full((16, 16, 3), 0.5, np.float32)
