@@ -22,9 +22,9 @@ Steps (each is the public CLI a user would run, so this script is also a worked 
    README.md.
 
 The demo is trained at the paper's 224 px on a 2-core CPU with the TensorFlow backend, in
-about 1 h 40 min (the end-to-end router takes two thirds of it; each head records the
+about 1 h 25 min (the end-to-end router takes two thirds of it; each head records the
 backend and device under ``compute`` in bundle.json). The router stops at 10 epochs for
-that reason: on a GPU, where an epoch takes seconds, ``--router-epochs 40`` lets early
+that reason: on a GPU (~20 s an epoch on an H100), ``--router-epochs 40`` lets early
 stopping decide (its joint validation loss was still falling at epoch 20 there; GPU
 kernels are not bit-reproducible unless XLA is told to be). On a CPU: same seeds, same
 machine and backend, same bundle; across devices and backends the float arithmetic
