@@ -196,8 +196,7 @@ def dask_ingest(
         if scheduler:
             client = stack.enter_context(Client(scheduler))
         else:
-            # Retries of crashed tasks are ours (per file, see below), not the scheduler's.
-            stack.enter_context(dask.config.set({"distributed.scheduler.allowed-failures": 0}))
+            stack.enter_context(dask.config.set(LOCAL_CLUSTER_CONFIG))
             with _sigint_ignored(), _worker_malloc_environ():  # both inherited by the workers
                 cluster = LocalCluster(
                     n_workers=workers,
@@ -240,6 +239,16 @@ def dask_ingest(
                 submit(refill)
             yield paths, results
 
+
+#: Dask settings of the LocalCluster a scan starts. Retries of crashed tasks are ours (per
+#: file, see :func:`_after_worker_death`), not the scheduler's. Saturation 1.0: a worker
+#: holds only the task it runs, none queued behind it, so a worker killed by one file takes
+#: no innocent task down with it (at the default 1.1 a single-threaded worker holds two,
+#: and the second one's file could be blamed). Recommended for a ``--scheduler`` cluster.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.scheduler.allowed-failures": 0,
+    "distributed.scheduler.worker-saturation": 1.0,
+}
 
 #: glibc malloc settings of our LocalCluster's workers (see :func:`_worker_malloc_environ`).
 WORKER_MALLOC_ENVIRON = {

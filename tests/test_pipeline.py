@@ -15,6 +15,7 @@ from batchfrac.enums import Reason, Status
 from batchfrac.errors import BundleError
 from batchfrac.inference import BatchPredictor
 from batchfrac.pipeline import (
+    LOCAL_CLUSTER_CONFIG,
     WORKER_DIED,
     WORKER_MALLOC_ENVIRON,
     ChunkInference,
@@ -90,7 +91,7 @@ def test_config_rejects_bad_values() -> None:
 def cluster() -> Iterator[object]:
     from dask.distributed import LocalCluster
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):  # the settings of a scan's own cluster
         with LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         ) as local:
