@@ -113,3 +113,8 @@ def make_header(**values: object) -> DicomHeader:
     )
     fields.update(values)
     return DicomHeader(**fields)  # type: ignore[arg-type]
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under ``root``: relative POSIX path -> contents (to compare whole trees)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}

@@ -16,6 +16,7 @@ from batchfrac.enums import Bone, Reason
 from batchfrac.synth import GROUND_TRUTH_COLUMNS, Syntax, SynthConfig, generate_archive
 from batchfrac.synth.archive import render_planned
 from batchfrac.synth.plan import abnormal_flags, bone_sequence, plan_archive
+from tests.factories import tree_bytes
 
 TINY = SynthConfig(studies=8, seed=7, min_size=48, max_size=72)
 
@@ -23,10 +24,6 @@ TINY = SynthConfig(studies=8, seed=7, min_size=48, max_size=72)
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +41,16 @@ def truth(archive: Path) -> list[dict[str, str]]:
 class TestDeterminism:
     def test_same_seed_gives_identical_bytes(self, archive: Path, tmp_path: Path) -> None:
         generate_archive(tmp_path / "again", TINY)
-        assert _tree(tmp_path / "again") == _tree(archive)
+        assert tree_bytes(tmp_path / "again") == tree_bytes(archive)
 
     def test_drawing_processes_do_not_change_the_bytes(self, archive: Path, tmp_path: Path) -> None:
         generate_archive(tmp_path / "parallel", TINY, jobs=2)
-        assert _tree(tmp_path / "parallel") == _tree(archive)
+        assert tree_bytes(tmp_path / "parallel") == tree_bytes(archive)
 
     def test_different_seed_differs(self, archive: Path, tmp_path: Path) -> None:
         other = SynthConfig(studies=8, seed=8, min_size=48, max_size=72)
         generate_archive(tmp_path / "other", other)
-        theirs, ours = _tree(tmp_path / "other"), _tree(archive)
+        theirs, ours = tree_bytes(tmp_path / "other"), tree_bytes(archive)
         assert theirs["ground_truth.csv"] != ours["ground_truth.csv"]
         shared = set(theirs) & set(ours) - {"README.txt"}
         assert all(theirs[k] != ours[k] for k in shared if k.startswith("PT"))

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from batchfrac.cli import app
 from batchfrac.enums import Bone
 from batchfrac.synth import render_contact_sheet
+from tests.factories import tree_bytes
 
 runner = CliRunner()
 SMALL = ["--studies", "2", "--seed", "3", "--min-size", "40", "--max-size", "56"]
@@ -58,7 +59,7 @@ def test_synth_jobs_option_gives_the_same_tree(tmp_path: Path) -> None:
         args = ["synth", str(out), "--layout", "mura", "--studies", "3", "--jobs", jobs]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
-        trees[jobs] = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        trees[jobs] = tree_bytes(out)
     assert trees["1"] == trees["2"] and len(trees["1"]) > 4
     bad = runner.invoke(app, ["synth", str(tmp_path / "bad"), "--jobs", "0"])
     assert bad.exit_code == 2

@@ -10,6 +10,7 @@ import pytest
 
 from batchfrac.enums import Bone
 from batchfrac.synth import SynthConfig, generate_mura
+from tests.factories import tree_bytes
 
 CONFIG = SynthConfig(studies=16, seed=4, mura_sides=(48, 64))
 PARTS = "|".join(b.mura_part for b in Bone)
@@ -34,13 +35,7 @@ def mura(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_drawing_processes_do_not_change_the_bytes(mura: Path, tmp_path: Path) -> None:
     generate_mura(tmp_path, CONFIG, jobs=3)
-
-    def tree(root: Path) -> dict[str, bytes]:
-        return {
-            p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()
-        }
-
-    assert tree(tmp_path) == tree(mura)
+    assert tree_bytes(tmp_path) == tree_bytes(mura)
 
 
 def test_jobs_must_be_positive(tmp_path: Path) -> None:
@@ -111,11 +106,7 @@ class TestMuraLayout:
 
     def test_same_seed_same_bytes(self, mura: Path, tmp_path: Path) -> None:
         generate_mura(tmp_path, CONFIG)
-        ours = {p.relative_to(mura): p.read_bytes() for p in mura.rglob("*") if p.is_file()}
-        again = {
-            p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
-        }
-        assert ours == again
+        assert tree_bytes(tmp_path) == tree_bytes(mura)
 
     def test_default_png_size_is_mura_like(self, tmp_path: Path) -> None:
         generate_mura(tmp_path, SynthConfig(studies=1, seed=0, junk=False))

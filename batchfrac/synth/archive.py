@@ -162,7 +162,8 @@ def write_answers(
     )
 
 
-def _check_empty(out: Path) -> None:
+def check_empty(out: Path) -> None:
+    """Create ``out``, or refuse it if it holds anything: synth writes a fresh tree."""
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"output folder is not empty: {out} (synth writes a fresh tree)")
     out.mkdir(parents=True, exist_ok=True)
@@ -176,7 +177,7 @@ def generate_archive(
     ``progress(done, total)`` is called after each image. Same ``config`` -> the
     same files, byte for byte, whatever the number of drawing processes ``jobs``.
     """
-    _check_empty(out)
+    check_empty(out)
     syntaxes, skipped = usable_syntaxes(config.syntaxes)
     studies = plan_archive(config, syntaxes)
     total = sum(len(s.images) for s in studies)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..enums import Reason
-from .archive import Progress, render_planned, write_answers
+from .archive import Progress, check_empty, render_planned, write_answers
 from .config import Layout, Syntax, SynthConfig, SynthSummary
 from .junk import JunkFile, apple_double_bytes, write_bytes
 from .parallel import ordered_map
@@ -115,8 +115,7 @@ def generate_mura(
 
     ``jobs`` processes draw the images (same bytes whatever their number).
     """
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"output folder is not empty: {out} (synth writes a fresh tree)")
+    check_empty(out)
     studies = plan_mura(config)
     total = sum(len(s.plan.images) for s in studies)
     paths: dict[str, list[str]] = {s: [] for s in SPLITS}
