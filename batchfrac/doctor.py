@@ -23,8 +23,14 @@ from rich.table import Table
 from . import __version__
 from .enums import Reason, Status
 from .errors import FileRejected
-from .header import DEFAULT_MODALITIES, check_image, decodable, read_header, transfer_syntax_name
-from .walk import walk
+from .ingest.header import (
+    DEFAULT_MODALITIES,
+    check_image,
+    decodable,
+    read_header,
+    transfer_syntax_name,
+)
+from .ingest.walk import walk
 
 MISSING = "(missing)"
 

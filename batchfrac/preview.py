@@ -20,8 +20,8 @@ import numpy as np
 
 from .enums import Reason
 from .errors import FileRejected
-from .filters import canny, clahe, laplacian_sharpen, letterbox, prewitt, roberts, sobel
-from .preprocess import PreprocessSpec, preprocess, to_working_size
+from .ingest.filters import canny, clahe, laplacian_sharpen, letterbox, prewitt, roberts, sobel
+from .ingest.preprocess import PreprocessSpec, preprocess, to_working_size
 
 __all__ = [
     "TILE_SIZE",
@@ -58,7 +58,7 @@ def panel_tiles(image: np.ndarray, spec: PreprocessSpec) -> list[tuple[str, np.n
     """The labelled tiles of the panel, in order, as float32 images in ``[0, 1]``.
 
     Filters run on the working-size image with ``spec``'s parameters, exactly as
-    :func:`batchfrac.preprocess.preprocess` would; the last tile is the model
+    :func:`batchfrac.ingest.preprocess.preprocess` would; the last tile is the model
     input itself, ``(S, S, 3)`` in the model's RGB channel order.
     """
     working = to_working_size(image, spec)
@@ -138,14 +138,14 @@ def read_picture(path: Path) -> np.ndarray:
 def read_frames(path: Path) -> list[np.ndarray]:
     """The display-ready frames of one file: PNG/JPEG by suffix, DICOM otherwise.
 
-    DICOM goes through :func:`batchfrac.header.read_header` and
-    :func:`batchfrac.decode.decode` with the default policy, exactly as a scan
+    DICOM goes through :func:`batchfrac.ingest.header.read_header` and
+    :func:`batchfrac.ingest.decode.decode` with the default policy, exactly as a scan
     would; their :class:`FileRejected` errors propagate.
     """
     if path.suffix.lower() in PICTURE_SUFFIXES:
         return [read_picture(path)]
-    from .decode import DecodePolicy, decode
-    from .header import read_header
+    from .ingest.decode import DecodePolicy, decode
+    from .ingest.header import read_header
 
     return list(decode(path, read_header(path), DecodePolicy()))
 

@@ -10,12 +10,12 @@ can encode (or only the ``--syntax`` keywords given) into a temporary directory,
 prints per syntax the milliseconds per image of:
 
 - ``pydicom``: ``pydicom.dcmread(path).pixel_array`` (raw stored values);
-- ``header``: :func:`batchfrac.header.read_header` alone;
-- ``decode``: :func:`batchfrac.header.read_header` + :func:`batchfrac.decode.decode`
+- ``header``: :func:`batchfrac.ingest.header.read_header` alone;
+- ``decode``: :func:`batchfrac.ingest.header.read_header` + :func:`batchfrac.ingest.decode.decode`
   (full resolution, the default policy);
-- ``ingest full``: :func:`batchfrac.ingest.ingest_file` with
+- ``ingest full``: :func:`batchfrac.ingest.entry.ingest_file` with
   ``reduce_resolution=False`` (header + full-resolution decode + preprocess);
-- ``ingest``: :func:`batchfrac.ingest.ingest_file` as a scan runs it (the Dask
+- ``ingest``: :func:`batchfrac.ingest.entry.ingest_file` as a scan runs it (the Dask
   worker's unit of work: JPEG 2000 decoded no larger than the working size needs),
   and the ratio ingest / pydicom.
 
@@ -36,9 +36,9 @@ import numpy as np
 import pydicom
 from pydicom.uid import JPEG2000, UID, JPEGLSNearLossless
 
-from batchfrac.decode import decode
-from batchfrac.header import read_header
-from batchfrac.ingest import IngestConfig, ingest_file
+from batchfrac.ingest.decode import decode
+from batchfrac.ingest.entry import IngestConfig, ingest_file
+from batchfrac.ingest.header import read_header
 from tests.encoders import LOSSLESS_SYNTAXES, write_encoded
 from tests.factories import make_image_dataset
 

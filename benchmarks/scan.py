@@ -125,8 +125,8 @@ class NaiveLoop:
     """The paper's layout: eight separate full models, one image at a time."""
 
     def __init__(self, bundle_path: Path) -> None:
+        from batchfrac.bundle.format import ModelBundle
         from batchfrac.enums import Head
-        from batchfrac.models.bundle import ModelBundle
 
         started = time.perf_counter()
         self.bundle = ModelBundle.load(bundle_path)
@@ -143,7 +143,7 @@ class NaiveLoop:
         import pydicom
 
         from batchfrac.enums import Bone, Head
-        from batchfrac.preprocess import preprocess
+        from batchfrac.ingest.preprocess import preprocess
 
         with open(archive / "ground_truth.csv", newline="") as handle:
             every = [archive / row["path"] for row in csv.DictReader(handle)]

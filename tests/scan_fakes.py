@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from batchfrac.enums import Bone, Head, Reason, Status
-from batchfrac.preprocess import PreprocessSpec
+from batchfrac.ingest.preprocess import PreprocessSpec
 from batchfrac.records import FileStat, ImageResult
 from tests.factories import make_header
 
@@ -134,17 +134,17 @@ def text_ingest(paths: list[str], config: object) -> list[ImageResult]:
 def build_tiny_bundle(path: Path, size: int = 64) -> Path:
     """A real bundle at image size ``size`` (64): scrambled B0 trunk, router and seven bone heads.
 
-    Weights are scrambled and calibrated (tests/models/b0_helpers.py) so outputs
+    Weights are scrambled and calibrated (tests/b0_helpers.py) so outputs
     depend on the image, as a trained network's do.
     """
-    from batchfrac.models.bundle import ModelBundle, create_bundle, write_head
-    from batchfrac.models.network import (
+    from batchfrac.bundle.format import ModelBundle, create_bundle, write_head
+    from batchfrac.bundle.network import (
         build_backbone,
         build_full_model,
         build_head,
         split_backbone,
     )
-    from tests.models.b0_helpers import (
+    from tests.b0_helpers import (
         calibrate_batchnorm,
         calibrate_classifier,
         images,
@@ -229,8 +229,8 @@ def cached_tiny_bundle(cache_dir: Path) -> Path:
     """The tiny real bundle under ``cache_dir`` (pytest's cache), built when absent or stale."""
     import shutil
 
+    from batchfrac.bundle.format import ModelBundle
     from batchfrac.errors import BundleError
-    from batchfrac.models.bundle import ModelBundle
 
     path = cache_dir / "bundle"
     try:

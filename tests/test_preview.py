@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from batchfrac.cli import app
 from batchfrac.enums import Reason
 from batchfrac.errors import FileRejected
-from batchfrac.filters import letterbox
-from batchfrac.preprocess import PreprocessSpec
+from batchfrac.ingest.filters import letterbox
+from batchfrac.ingest.preprocess import PreprocessSpec
 from batchfrac.preview import (
     COLUMNS,
     GAP,

@@ -46,9 +46,9 @@ def evaluate(
     from rich.progress import Progress
 
     from ..errors import BatchfracError
-    from ..models.evaluate import EvalConfig
-    from ..models.evaluate import evaluate as run_evaluation
-    from ..models.evaluation_report import render, write_outputs
+    from ..evaluation.evaluate import EvalConfig
+    from ..evaluation.evaluate import evaluate as run_evaluation
+    from ..evaluation.report import render, write_outputs
 
     console = Console()
     errors = Console(stderr=True)
@@ -70,7 +70,7 @@ def evaluate(
     if out is not None:
         written = write_outputs(result, out)
         if plots:
-            from ..models.plots import write_plots
+            from ..evaluation.plots import write_plots
 
             written += write_plots(result, out)
         errors.print(f"wrote {len(written)} file(s) to {out}")

@@ -18,12 +18,12 @@ def export(
     html: Annotated[bool, typer.Option("--html", help="Rewrite index.html.")] = False,
 ) -> None:
     """Export the Parquet reports in OUTDIR. CSV cells that start with = + - @ get a
-    leading ' so a spreadsheet shows them as text (see batchfrac.csvexport).
+    leading ' so a spreadsheet shows them as text (see batchfrac.report.csv_export).
 
     Exits 0 on success, 1 when the reports are missing or unreadable.
     """
-    from ..csvexport import export_csv
-    from ..htmlreport import write_index
+    from ..report.csv_export import export_csv
+    from ..report.html import write_index
 
     if not (csv or html):
         raise typer.BadParameter("nothing to export: give --csv and/or --html")

@@ -24,9 +24,9 @@ def info(
     """Show a bundle's heads (classes, size, data, epochs, time, metrics, threshold)."""
     from rich.console import Console
 
+    from ..bundle.format import ModelBundle
+    from ..bundle.info import bundle_summary, render_summary
     from ..errors import BundleError
-    from ..models.bundle import ModelBundle
-    from ..models.info import bundle_summary, render_summary
 
     try:
         summary = bundle_summary(ModelBundle.load(bundle))

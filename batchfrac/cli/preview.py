@@ -36,7 +36,7 @@ def preview(
 ) -> None:
     """Show the decoded image beside every preprocessing filter and the model input."""
     from ..errors import FileRejected, SpecError
-    from ..preprocess import PreprocessSpec
+    from ..ingest.preprocess import PreprocessSpec
     from ..preview import preview_path, read_frames, render_panel, write_png
 
     try:

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from ..inference import Routing
-from ..watchdog import DEFAULT_TIMEOUT_S
+from ..scan.inference import Routing
+from ..scan.watchdog import DEFAULT_TIMEOUT_S
 
 EXIT_FATAL = 1
 EXIT_INTERRUPTED = 130
@@ -64,9 +64,9 @@ def scan(
     from rich.console import Console
 
     from ..errors import BatchfracError
-    from ..pipeline import ScanConfig, default_workers
-    from ..progress import ScanProgress
-    from ..scanner import run_scan
+    from ..scan.pipeline import ScanConfig, default_workers
+    from ..scan.progress import ScanProgress
+    from ..scan.run import run_scan
 
     err = Console(stderr=True, soft_wrap=True)
     if bundle is None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..enums import Head
-from ..models.recipe import (
+from ..train.recipe import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_IMAGE_SIZE,
@@ -74,9 +74,9 @@ def train(
     from rich.console import Console
 
     from ..errors import BatchfracError
-    from ..models.progress import RichTrainProgress
-    from ..models.train import TrainConfig
-    from ..models.train import train as run_training
+    from ..train.progress import RichTrainProgress
+    from ..train.trainer import TrainConfig
+    from ..train.trainer import train as run_training
 
     console = Console(stderr=True)
     config = TrainConfig(

@@ -1,0 +1,133 @@
+"""Per-file ingest: walk stat -> header -> decode -> preprocess, one file at a time.
+
+This is the unit of work a Dask worker runs (:func:`ingest_chunk` on a chunk of
+paths); it imports neither Dask nor Keras. Every file comes back as at least one
+:class:`~batchfrac.records.ImageResult`: a rejected file is a ``skipped``/``error``
+row with its reason, never an exception, so one bad file never stops a scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from time import perf_counter
+
+from ..enums import Reason, Status
+from ..errors import FileRejected
+from ..records import DicomHeader, FileStat, ImageResult
+from .decode import DecodePolicy, FramePolicy, decode
+from .header import DEFAULT_MODALITIES, check_image, read_header
+from .preprocess import PreprocessSpec, preprocess
+from .walk import file_stat
+
+__all__ = ["IngestConfig", "ingest_chunk", "ingest_file"]
+
+#: ``ImageResult.flags`` values set here.
+FLAG_NO_PREAMBLE = "no_preamble"  # file without the 128-byte preamble and DICM magic
+FLAG_COLOUR_TO_GREY = "colour_to_grey"  # colour photometric interpretation reduced to luma
+FLAG_FIRST_FRAME_ONLY = "first_frame_only"  # multi-frame file, frames > 0 not decoded
+FLAG_REDUCED_RESOLUTION = "reduced_resolution"  # decoded smaller than Rows x Columns
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Everything a worker needs to turn a path into image rows (picklable, immutable).
+
+    ``reduce_resolution``: let the decoder return images whose long side is still at
+    least ``spec.working_size`` (``decode.min_long_side``, unless that is set
+    explicitly), since preprocessing shrinks to that size first anyway. JPEG 2000
+    then skips its finest wavelet levels, several times faster on radiographs;
+    ``False`` always decodes at full resolution.
+    """
+
+    modalities: tuple[str, ...] = DEFAULT_MODALITIES
+    decode: DecodePolicy = field(default_factory=DecodePolicy)
+    spec: PreprocessSpec = field(default_factory=PreprocessSpec)
+    reduce_resolution: bool = True
+
+    @property
+    def decode_policy(self) -> DecodePolicy:
+        """The policy :func:`ingest_file` decodes with (``decode`` plus the reduction)."""
+        if not self.reduce_resolution or self.decode.min_long_side is not None:
+            return self.decode
+        return replace(self.decode, min_long_side=self.spec.working_size)
+
+
+def ingest_file(path: Path, config: IngestConfig) -> list[ImageResult]:
+    """Turn one file into its image rows: one per decoded frame, or one rejection row.
+
+    ``ok`` rows carry ``pixels = preprocess(frame, config.spec)``, the frame index,
+    and ``decode_ms``: the wall time of decoding the file, shared equally between
+    its frames, plus that frame's preprocessing (so a file's rows sum to its
+    cost), and the ``reduced_resolution`` flag when the frame was decoded smaller
+    than Rows x Columns (see :attr:`IngestConfig.decode_policy`). ``skipped``/``error``
+    rows carry the ``FileRejected`` reason and detail, and the header when it was read.
+    A file that cannot even be stat'ed is an ``error``/``read_error`` row with
+    ``size = -1``. Never raises ``FileRejected``.
+    """
+    try:
+        stat = file_stat(path)
+    except OSError as exc:
+        return [_rejected(FileStat(str(path), -1, 0), FileRejected(Reason.READ_ERROR, str(exc)))]
+    header: DicomHeader | None = None
+    try:
+        header = read_header(path)
+        check_image(header, config.modalities)
+        policy = config.decode_policy
+        start = perf_counter()
+        frames = decode(path, header, policy)
+        decode_ms = (perf_counter() - start) * 1000 / max(len(frames), 1)
+        flags = _flags(header, policy)
+        results = []
+        for index, frame in enumerate(frames):
+            start = perf_counter()
+            pixels = preprocess(frame, config.spec)
+            reduced = frame.shape[0] < header.rows or frame.shape[1] < header.columns
+            results.append(
+                ImageResult(
+                    file=stat,
+                    status=Status.OK,
+                    reason=None,
+                    header=header,
+                    frame=index,
+                    decode_ms=decode_ms + (perf_counter() - start) * 1000,
+                    flags=(*flags, FLAG_REDUCED_RESOLUTION) if reduced else flags,
+                    pixels=pixels,
+                )
+            )
+        return results
+    except FileRejected as rejection:
+        return [_rejected(stat, rejection, header)]
+
+
+def ingest_chunk(paths: Sequence[str], config: IngestConfig) -> list[ImageResult]:
+    """:func:`ingest_file` over a chunk of paths, rows in path order (one Dask task)."""
+    return [result for path in paths for result in ingest_file(Path(path), config)]
+
+
+def _rejected(
+    stat: FileStat, rejection: FileRejected, header: DicomHeader | None = None
+) -> ImageResult:
+    flags = _flags(header, None) if header is not None else ()
+    return ImageResult(
+        file=stat,
+        status=rejection.status,
+        reason=rejection.reason,
+        header=header,
+        detail=rejection.detail,
+        flags=flags,
+    )
+
+
+def _flags(header: DicomHeader, policy: DecodePolicy | None) -> tuple[str, ...]:
+    flags = []
+    if not header.has_preamble:
+        flags.append(FLAG_NO_PREAMBLE)
+    if policy is not None:
+        photometric = (header.photometric_interpretation or "").upper()
+        if photometric and not photometric.startswith("MONOCHROME"):
+            flags.append(FLAG_COLOUR_TO_GREY)
+        if policy.frames is FramePolicy.FIRST and header.number_of_frames > 1:
+            flags.append(FLAG_FIRST_FRAME_ONLY)
+    return tuple(flags)

@@ -1,0 +1,107 @@
+"""Image rows -> study rows (pure; no I/O).
+
+Rules (documented in ``schemas/studies.schema.json``):
+
+- A study is the set of rows sharing (0020,000D) *Study Instance UID*; it gets a row when
+  at least one of its images is ``ok``. An ``ok`` image without a Study Instance UID is its
+  own study (flag ``missing_study_uid``).
+- ``abnormal_probability`` is the MURA rule: the mean of the ``ok`` images' probabilities.
+  Each image keeps the probability of the bone it was routed to, so a study whose images
+  route to different bones still averages its images' own-bone probabilities.
+- The study's ``bone`` is the bone with the largest summed router confidence over its ``ok``
+  images (ties: first in router order); a study with more than one routed bone is flagged
+  ``mixed_bones``. The threshold is that bone's threshold from the model bundle, and the
+  prediction is ``abnormal`` when the probability is greater than the threshold.
+- ``n_errors`` counts the study's ``error`` rows (files whose header was read but whose
+  pixels failed); ``has_errors`` flags them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ..enums import Bone, Label, Status
+from .bodypart import BODYPART_MISMATCH, LOW_ROUTER_CONFIDENCE
+from .rows import ImageRow, StudyRow
+
+MIXED_BONES = "mixed_bones"
+HAS_ERRORS = "has_errors"
+MISSING_STUDY_UID = "missing_study_uid"
+MULTIPLE_PATIENT_IDS = "multiple_patient_ids"
+
+#: Study flags in the order they are written; image flags listed here are carried up.
+STUDY_FLAGS = (
+    MIXED_BONES,
+    HAS_ERRORS,
+    MISSING_STUDY_UID,
+    MULTIPLE_PATIENT_IDS,
+    BODYPART_MISMATCH,
+    LOW_ROUTER_CONFIDENCE,
+)
+_CARRIED_IMAGE_FLAGS = frozenset({BODYPART_MISMATCH, LOW_ROUTER_CONFIDENCE})
+
+
+@dataclass
+class _Study:
+    ok: list[ImageRow] = field(default_factory=list)
+    n_errors: int = 0
+
+
+def study_bone(rows: Iterable[ImageRow]) -> Bone:
+    """The bone with the largest summed router confidence (ties: first in router order)."""
+    totals = {bone: 0.0 for bone in Bone}
+    for row in rows:
+        if row.bone is None or row.bone_confidence is None:
+            raise ValueError(f"ok row without a routed bone: {row.path}")
+        totals[Bone(row.bone)] += row.bone_confidence
+    return max(Bone, key=lambda bone: totals[bone])  # max keeps the first of equal keys
+
+
+def aggregate_studies(rows: Iterable[ImageRow], thresholds: Mapping[Bone, float]) -> list[StudyRow]:
+    """One :class:`StudyRow` per study with >= 1 ok image, sorted by Study Instance UID."""
+    studies: dict[str | tuple[str, int], _Study] = defaultdict(_Study)
+    for row in rows:
+        if row.status == Status.OK.value:
+            key: str | tuple[str, int] = row.study_instance_uid or (row.path, row.frame)
+            studies[key].ok.append(row)
+        elif row.status == Status.ERROR.value and row.study_instance_uid:
+            studies[row.study_instance_uid].n_errors += 1
+    out = [_study_row(s, thresholds) for s in studies.values() if s.ok]
+    out.sort(key=lambda s: (s.study_instance_uid is None, s.study_instance_uid or ""))
+    return out
+
+
+def _study_row(study: _Study, thresholds: Mapping[Bone, float]) -> StudyRow:
+    images = sorted(study.ok, key=lambda r: (r.path, r.frame))
+    first = images[0]
+    bone = study_bone(images)
+    probs = [r.abnormal_probability for r in images]
+    if any(p is None for p in probs):
+        raise ValueError(f"ok row without a probability in study {first.study_instance_uid}")
+    probability = sum(p for p in probs if p is not None) / len(probs)
+    threshold = float(thresholds[bone])
+    flags = set()
+    if len({r.bone for r in images}) > 1:
+        flags.add(MIXED_BONES)
+    if study.n_errors:
+        flags.add(HAS_ERRORS)
+    if first.study_instance_uid is None:
+        flags.add(MISSING_STUDY_UID)
+    if len({r.patient_id for r in images if r.patient_id is not None}) > 1:
+        flags.add(MULTIPLE_PATIENT_IDS)
+    for row in images:
+        flags.update(_CARRIED_IMAGE_FLAGS.intersection(row.flags))
+    return StudyRow(
+        study_instance_uid=first.study_instance_uid,
+        patient_id=first.patient_id,
+        accession_number=first.accession_number,
+        bone=bone.value,
+        n_images=len(images),
+        n_errors=study.n_errors,
+        abnormal_probability=probability,
+        prediction=(Label.ABNORMAL if probability > threshold else Label.NORMAL).value,
+        threshold=threshold,
+        flags=tuple(f for f in STUDY_FLAGS if f in flags),
+    )

@@ -1,0 +1,79 @@
+"""CSV copies of the Parquet reports that open correctly in a spreadsheet.
+
+- RFC 4180: comma separated, CRLF line ends, every text cell quoted (``QUOTE_NONNUMERIC``
+  style, done by hand so numbers stay bare): paths with commas, quotes or newlines survive.
+- UTF-8 with a byte-order mark, so spreadsheet programs pick the right encoding.
+- Formula injection is neutralised: a text cell that starts with ``=``, ``+``, ``-``, ``@``,
+  tab or carriage return (a file path or DICOM value can be hostile) gets a leading ``'``,
+  which spreadsheets treat as "text" and do not display. Numeric columns are never prefixed
+  (``-0.5`` stays a number). To recover the raw value, strip one leading ``'`` from a text
+  cell whose second character is one of those.
+- ``list<string>`` columns (``flags``) are joined with ``;``; nulls are empty cells.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import atomic_write
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+LIST_SEPARATOR = ";"
+
+
+def text_cell(value: str) -> str:
+    """``value`` made safe to open in a spreadsheet (leading ``'`` before a formula char)."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def restore_text_cell(cell: str) -> str:
+    """Inverse of :func:`text_cell` for a cell read back from the CSV."""
+    if cell.startswith("'") and cell[1:].startswith(FORMULA_PREFIXES):
+        return cell[1:]
+    return cell
+
+
+def _cell(value: Any) -> str | float | int:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return text_cell(LIST_SEPARATOR.join(value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return value
+    return text_cell(str(value))
+
+
+def _rows(table: pa.Table) -> Iterable[list[str | float | int]]:
+    for batch in table.to_batches(max_chunksize=10_000):
+        columns = [column.to_pylist() for column in batch.columns]
+        for values in zip(*columns, strict=True):
+            yield [_cell(v) for v in values]
+
+
+def write_csv(table: pa.Table, path: Path) -> Path:
+    """Write ``table`` as a spreadsheet-safe CSV at ``path`` (atomically)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8-sig", newline="") as handle:
+            writer = csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
+            writer.writerow(table.column_names)
+            writer.writerows(_rows(table))
+
+    return atomic_write(path, write)
+
+
+def export_csv(outdir: Path, names: Iterable[str] = ("images", "studies")) -> list[Path]:
+    """Write ``<name>.csv`` beside each ``<name>.parquet`` in ``outdir``."""
+    written = []
+    for name in names:
+        table = pq.read_table(outdir / f"{name}.parquet")
+        written.append(write_csv(table, outdir / f"{name}.csv"))
+    return written

@@ -1,0 +1,195 @@
+"""Batched shared-trunk inference on the driver: trunk once, router head, then bone heads.
+
+Keras is reached only through the model bundle (``bundle.trunk_features`` /
+``bundle.head_probs``); this module itself imports numpy only, so fakes can stand in for a
+bundle in tests. Every trunk call gets exactly ``batch_size`` images (the last batch is
+zero-padded) so the compiled graph is traced once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Generic, Protocol, TypeVar
+
+import numpy as np
+
+from ..enums import Bone, Head, Label
+
+K = TypeVar("K")
+
+
+class Routing(str, Enum):
+    """How the bone heads are combined for one image."""
+
+    #: Only the router's argmax bone head runs; P(abnormal) is that head's.
+    HARD = "hard"
+    #: All seven heads run; P(abnormal) = sum_b P(b) * P(abnormal | b).
+    SOFT = "soft"
+
+
+class InferenceBundle(Protocol):
+    """What inference needs from :class:`batchfrac.bundle.format.ModelBundle`."""
+
+    @property
+    def image_size(self) -> int: ...
+
+    @property
+    def router_classes(self) -> Sequence[str]: ...
+
+    def trunk_features(self, x: np.ndarray) -> list[np.ndarray]: ...
+
+    def head_probs(self, name: Head, features: list[np.ndarray]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The model outputs for one image."""
+
+    bone: Bone
+    bone_confidence: float
+    abnormal_probability: float
+
+
+#: Column of P(abnormal) in a bone head's output (heads emit Label order: normal, abnormal).
+_ABNORMAL = list(Label).index(Label.ABNORMAL)
+
+
+class BatchPredictor:
+    """Runs fixed-size batches through the bundle and counts the work done.
+
+    ``trunk_images`` counts images through the trunk including padding, so
+    ``trunk_images / images`` is the number of B0 trunk passes per real image.
+    ``head_images[head]`` counts the images each head saw.
+    """
+
+    def __init__(
+        self, bundle: InferenceBundle, *, batch_size: int = 32, routing: Routing = Routing.HARD
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.bundle = bundle
+        self.batch_size = batch_size
+        self.routing = Routing(routing)
+        self.image_size = int(bundle.image_size)
+        self.router_bones = [Bone(name) for name in bundle.router_classes]
+        if sorted(self.router_bones) != sorted(Bone):
+            raise ValueError(f"router classes {list(bundle.router_classes)} are not the 7 bones")
+        self.images = 0
+        self.trunk_images = 0
+        self.batches = 0
+        self.seconds = 0.0
+        self.head_images: Counter[Head] = Counter()
+
+    def warm_up(self) -> None:
+        """Build and trace the trunk and every head at this batch size (not counted).
+
+        A scan calls it in a thread while its workers start and decode the first files,
+        so the seconds of network building and graph tracing overlap decoding instead of
+        holding up the first batch.
+        """
+        size = self.image_size
+        features = self.bundle.trunk_features(np.zeros((self.batch_size, size, size, 3), "f4"))
+        for head in Head:
+            self.bundle.head_probs(head, features)
+
+    @property
+    def trunk_passes_per_image(self) -> float | None:
+        """Trunk passes per real image (1.0 plus padding), ``None`` before any image."""
+        return self.trunk_images / self.images if self.images else None
+
+    def predict(self, images: np.ndarray) -> list[Prediction]:
+        """Predictions for any number of images, in order, in padded fixed-size batches."""
+        out: list[Prediction] = []
+        for start in range(0, len(images), self.batch_size):
+            out.extend(self.predict_batch(images[start : start + self.batch_size]))
+        return out
+
+    def predict_batch(self, images: np.ndarray) -> list[Prediction]:
+        """Predictions for 1..batch_size images (N, S, S, 3) float32 in [0, 1]."""
+        n = len(images)
+        size = self.image_size
+        if not 0 < n <= self.batch_size or images.shape[1:] != (size, size, 3):
+            raise ValueError(
+                f"expected 1..{self.batch_size} images of shape ({size}, {size}, 3), "
+                f"got {images.shape}"
+            )
+        started = time.perf_counter()
+        if n == self.batch_size and images.dtype == np.float32:
+            batch = images
+        else:
+            batch = np.zeros((self.batch_size, size, size, 3), np.float32)
+            batch[:n] = images
+        features = [np.asarray(f)[:n] for f in self.bundle.trunk_features(batch)]
+        self.trunk_images += self.batch_size
+        router = self._head(Head.ROUTER, features)
+        best = np.argmax(router, axis=1)
+        confidence = router[np.arange(n), best]
+        if self.routing is Routing.HARD:
+            abnormal = self._hard(features, best)
+        else:
+            abnormal = self._soft(features, router)
+        self.images += n
+        self.batches += 1
+        self.seconds += time.perf_counter() - started
+        return [
+            Prediction(self.router_bones[int(b)], float(c), float(p))
+            for b, c, p in zip(best, confidence, abnormal, strict=True)
+        ]
+
+    def _head(self, head: Head, features: list[np.ndarray]) -> np.ndarray:
+        self.head_images[head] += len(features[0])
+        return np.asarray(self.bundle.head_probs(head, features), dtype=np.float64)
+
+    def _hard(self, features: list[np.ndarray], best: np.ndarray) -> np.ndarray:
+        abnormal = np.empty(len(best), np.float64)
+        for column, bone in enumerate(self.router_bones):
+            members = np.flatnonzero(best == column)
+            if members.size:
+                probs = self._head(Head(bone.value), [f[members] for f in features])
+                abnormal[members] = probs[:, _ABNORMAL]
+        return abnormal
+
+    def _soft(self, features: list[np.ndarray], router: np.ndarray) -> np.ndarray:
+        per_bone = np.stack(
+            [self._head(Head(bone.value), features)[:, _ABNORMAL] for bone in self.router_bones],
+            axis=1,
+        )
+        return np.sum(router * per_bone, axis=1)
+
+
+class BatchQueue(Generic[K]):
+    """Collects images one at a time and runs a full batch whenever ``batch_size`` are waiting.
+
+    ``put`` and ``flush`` return the ``(key, prediction)`` pairs that became ready, so a
+    caller can stream images from many chunks and still feed only full batches (only the
+    final ``flush`` pads).
+    """
+
+    def __init__(self, predictor: BatchPredictor) -> None:
+        self.predictor = predictor
+        size = predictor.image_size
+        self._buffer = np.zeros((predictor.batch_size, size, size, 3), np.float32)
+        self._keys: list[K] = []
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def put(self, key: K, image: np.ndarray) -> list[tuple[K, Prediction]]:
+        """Queue one (S, S, 3) image; returns a batch's results when the batch is full."""
+        self._buffer[len(self._keys)] = image
+        self._keys.append(key)
+        if len(self._keys) < self.predictor.batch_size:
+            return []
+        return self.flush()
+
+    def flush(self) -> list[tuple[K, Prediction]]:
+        """Run whatever is queued (padded) and return its results."""
+        if not self._keys:
+            return []
+        keys, self._keys = self._keys, []
+        predictions = self.predictor.predict_batch(self._buffer[: len(keys)])
+        return list(zip(keys, predictions, strict=True))

@@ -1,0 +1,313 @@
+"""Tests for batchfrac.ingest.header: header-only reads, rejection reasons, decodability."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.fileset import FileSet
+from pydicom.uid import (
+    UID,
+    ComprehensiveSRStorage,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    KeyObjectSelectionDocumentStorage,
+    RLELossless,
+    RTImageStorage,
+)
+
+import batchfrac.ingest.header as header_module
+from batchfrac.enums import Reason
+from batchfrac.errors import FileRejected
+from batchfrac.ingest.header import (
+    DEFAULT_MODALITIES,
+    check_image,
+    decodable,
+    read_header,
+    transfer_syntax_name,
+)
+from batchfrac.records import DicomHeader
+from tests.factories import (
+    gradient_image,
+    make_dataset,
+    make_header,
+    make_image_dataset,
+    write_dataset,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
+DS_STORE = b"\x00\x00\x00\x01Bud1" + bytes(200)
+APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(100)
+
+
+def _bundled(name: str) -> Path:
+    """A pydicom test file shipped inside the wheel (never downloaded)."""
+    path = get_testdata_file(name, download=False)
+    assert path is not None, f"{name} is not bundled with this pydicom"
+    return Path(path)
+
+
+def _rejection(path: Path) -> FileRejected:
+    with pytest.raises(FileRejected) as info:
+        read_header(path)
+    return info.value
+
+
+def _non_image_dataset(sop_class_uid: str, modality: str) -> Dataset:
+    ds = make_dataset(sop_class_uid, modality)
+    ds.ContentDate = "20240101"
+    return ds
+
+
+class TestReadHeader:
+    def test_dx_image_values_are_plain_python(self, tmp_path: Path) -> None:
+        ds = make_image_dataset(
+            gradient_image(64, 48),
+            modality="DX",
+            BodyPartExamined="HAND",
+            ViewPosition="PA",
+            ImageLaterality="L",
+        )
+        header = read_header(write_dataset(ds, tmp_path / "dx.dcm"))
+        assert header == DicomHeader(
+            sop_class_uid=ds.SOPClassUID,
+            sop_instance_uid=ds.SOPInstanceUID,
+            study_instance_uid=ds.StudyInstanceUID,
+            series_instance_uid=ds.SeriesInstanceUID,
+            patient_id="TEST0001",
+            accession_number="ACC0001",
+            modality="DX",
+            body_part_examined="HAND",
+            view_position="PA",
+            laterality="L",
+            photometric_interpretation="MONOCHROME2",
+            rows=64,
+            columns=48,
+            number_of_frames=1,
+            bits_stored=12,
+            samples_per_pixel=1,
+            transfer_syntax_uid=ExplicitVRLittleEndian,
+            has_preamble=True,
+        )
+        assert type(header.sop_instance_uid) is str and type(header.transfer_syntax_uid) is str
+        assert type(header.rows) is int and type(header.bits_stored) is int
+
+    def test_cr_monochrome1(self, tmp_path: Path) -> None:
+        ds = make_image_dataset(gradient_image(), modality="CR", photometric="MONOCHROME1")
+        header = read_header(write_dataset(ds, tmp_path / "cr.dcm"))
+        assert (header.modality, header.photometric_interpretation) == ("CR", "MONOCHROME1")
+        check_image(header)
+
+    def test_multi_frame_and_compressed_syntax(self, tmp_path: Path) -> None:
+        frames = np.stack([gradient_image(32, 32)] * 3)
+        ds = make_image_dataset(frames, modality="DX")
+        header = read_header(write_dataset(ds, tmp_path / "mf.dcm", RLELossless))
+        assert header.number_of_frames == 3
+        assert header.transfer_syntax_uid == RLELossless
+
+    def test_missing_optional_tags_are_none(self, tmp_path: Path) -> None:
+        ds = make_image_dataset(gradient_image(), modality="DX")
+        del ds.PatientID, ds.AccessionNumber, ds.BitsStored
+        header = read_header(write_dataset(ds, tmp_path / "sparse.dcm"))
+        assert header.patient_id is None and header.accession_number is None
+        assert header.body_part_examined is None and header.view_position is None
+        assert header.laterality is None and header.bits_stored is None
+        assert header.number_of_frames == 1
+
+    @pytest.mark.parametrize(
+        ("implicit_vr", "syntax"),
+        [(True, ImplicitVRLittleEndian), (False, ExplicitVRLittleEndian)],
+        ids=["implicit", "explicit"],
+    )
+    def test_legacy_file_without_preamble(
+        self, tmp_path: Path, implicit_vr: bool, syntax: str
+    ) -> None:
+        ds = make_image_dataset(gradient_image(), modality="DX")
+        del ds.file_meta
+        path = tmp_path / "legacy"
+        ds.save_as(path, enforce_file_format=False, implicit_vr=implicit_vr, little_endian=True)
+        assert path.read_bytes()[:2] == b"\x08\x00"  # starts straight with group 0008
+        header = read_header(path)
+        assert header.has_preamble is False
+        assert header.transfer_syntax_uid == syntax
+        assert (header.modality, header.rows, header.columns) == ("DX", 64, 48)
+        check_image(header)
+
+    def test_big_endian_legacy_file_without_meta(self) -> None:
+        header = read_header(_bundled("ExplVR_BigEndNoMeta.dcm"))
+        assert header.has_preamble is False
+        assert header.transfer_syntax_uid == ExplicitVRBigEndian
+        assert header.modality == "RTPLAN"
+
+    @pytest.mark.parametrize(
+        "data",
+        [b"patient,finding\n1,fracture\n", DS_STORE, APPLE_DOUBLE, PNG_SIGNATURE, b""],
+        ids=["text", "ds_store", "apple_double", "png", "empty"],
+    )
+    def test_non_dicom_bytes_are_not_dicom(self, tmp_path: Path, data: bytes) -> None:
+        path = tmp_path / "junk"
+        path.write_bytes(data)
+        assert _rejection(path).reason is Reason.NOT_DICOM
+
+    def test_garbage_before_a_data_set_is_not_dicom(self) -> None:
+        # pydicom's no_meta.dcm starts with a stray byte before (0008,0005).
+        assert _rejection(_bundled("no_meta.dcm")).reason is Reason.NOT_DICOM
+
+    @pytest.mark.parametrize("keep", [140, 200, 600, -10], ids=str)
+    def test_truncated_file(self, tmp_path: Path, keep: int) -> None:
+        source = write_dataset(make_image_dataset(gradient_image(), modality="DX"), tmp_path / "a")
+        data = source.read_bytes()
+        cut = tmp_path / "cut.dcm"
+        cut.write_bytes(data[:keep])
+        rejection = _rejection(cut)
+        assert rejection.reason is Reason.TRUNCATED
+        assert rejection.status.value == "error"
+
+    @pytest.mark.parametrize("name", ["MR_truncated.dcm", "rtplan_truncated.dcm"])
+    def test_pydicom_truncated_files(self, name: str) -> None:
+        assert _rejection(_bundled(name)).reason is Reason.TRUNCATED
+
+    def test_dicomdir_built_with_fileset(self, tmp_path: Path) -> None:
+        ds = make_image_dataset(
+            gradient_image(),
+            StudyDate="20240101",
+            StudyTime="120000",
+            StudyID="1",
+            PatientName="Test^Patient",
+            SeriesNumber=1,
+            InstanceNumber=1,
+        )
+        fileset = FileSet()
+        fileset.add(ds)
+        fileset.write(tmp_path / "media")
+        assert _rejection(tmp_path / "media" / "DICOMDIR").reason is Reason.DICOMDIR
+
+    def test_pydicom_dicomdir(self) -> None:
+        assert _rejection(_bundled("DICOMDIR")).reason is Reason.DICOMDIR
+
+    def test_unreadable_path_is_read_error(self, tmp_path: Path) -> None:
+        assert _rejection(tmp_path).reason is Reason.READ_ERROR  # a directory
+        assert _rejection(tmp_path / "vanished.dcm").reason is Reason.READ_ERROR
+
+    @pytest.mark.parametrize(
+        ("name", "modality", "syntax", "shape"),
+        [
+            ("CT_small.dcm", "CT", ExplicitVRLittleEndian, (128, 128)),
+            ("MR_small_implicit.dcm", "MR", ImplicitVRLittleEndian, (64, 64)),
+            ("JPEG2000.dcm", "NM", "1.2.840.10008.1.2.4.91", (1024, 256)),
+            ("rtplan.dcm", "RTPLAN", ImplicitVRLittleEndian, (0, 0)),
+        ],
+    )
+    def test_pydicom_bundled_files(
+        self, name: str, modality: str, syntax: str, shape: tuple[int, int]
+    ) -> None:
+        header = read_header(_bundled(name))
+        assert header.modality == modality
+        assert header.transfer_syntax_uid == syntax
+        assert (header.rows, header.columns) == shape
+        assert header.has_preamble is True
+
+
+class TestCheckImage:
+    def test_default_modalities_are_cr_and_dx(self) -> None:
+        assert DEFAULT_MODALITIES == ("CR", "DX")
+
+    @pytest.mark.parametrize(
+        "sop_class", [ComprehensiveSRStorage, KeyObjectSelectionDocumentStorage], ids=["SR", "KOS"]
+    )
+    def test_sr_and_kos_are_non_image(self, tmp_path: Path, sop_class: str) -> None:
+        ds = _non_image_dataset(sop_class, "SR" if sop_class == ComprehensiveSRStorage else "KO")
+        header = read_header(write_dataset(ds, tmp_path / "doc.dcm"))
+        assert (header.rows, header.columns) == (0, 0)
+        with pytest.raises(FileRejected) as info:
+            check_image(header)
+        assert info.value.reason is Reason.NON_IMAGE
+
+    @pytest.mark.parametrize(
+        "name", ["test-SR.dcm", "rtplan.dcm", "rtdose.dcm", "liver_1frame.dcm", "waveform_ecg.dcm"]
+    )
+    def test_pydicom_non_image_objects(self, name: str) -> None:
+        # rtdose and the SEG liver_1frame have Rows/Columns: the SOP class decides.
+        with pytest.raises(FileRejected) as info:
+            check_image(read_header(_bundled(name)), modalities=("RTDOSE", "SEG", "SR", "ECG"))
+        assert info.value.reason is Reason.NON_IMAGE
+
+    def test_image_sop_class_without_rows_is_non_image(self) -> None:
+        with pytest.raises(FileRejected) as info:
+            check_image(make_header(rows=0, columns=0))
+        assert info.value.reason is Reason.NON_IMAGE
+
+    def test_mr_is_unsupported_modality(self, tmp_path: Path) -> None:
+        ds = make_image_dataset(gradient_image(), modality="MR")
+        with pytest.raises(FileRejected) as info:
+            check_image(read_header(write_dataset(ds, tmp_path / "mr.dcm")))
+        assert info.value.reason is Reason.UNSUPPORTED_MODALITY
+        assert info.value.status.value == "skipped"
+        assert "MR" in info.value.detail
+
+    def test_rt_image_is_an_image_of_another_modality(self) -> None:
+        header = make_header(sop_class_uid=RTImageStorage, modality="RTIMAGE")
+        with pytest.raises(FileRejected) as info:
+            check_image(header)
+        assert info.value.reason is Reason.UNSUPPORTED_MODALITY
+
+    def test_modality_comparison_ignores_case(self) -> None:
+        check_image(make_header(modality="dx"))
+        check_image(make_header(modality="CR"), modalities=("cr", "dx"))
+
+    def test_allow_list_is_honoured(self) -> None:
+        check_image(make_header(modality="MR"), modalities=("MR",))
+        with pytest.raises(FileRejected):
+            check_image(make_header(modality="DX"), modalities=("MR",))
+
+    def test_missing_modality_is_unsupported(self) -> None:
+        with pytest.raises(FileRejected) as info:
+            check_image(make_header(modality=None))
+        assert info.value.reason is Reason.UNSUPPORTED_MODALITY
+
+
+class TestTransferSyntaxName:
+    def test_known_and_unknown(self) -> None:
+        assert transfer_syntax_name(RLELossless) == "RLE Lossless"
+        assert transfer_syntax_name("1.2.3.4") == "unknown"
+        assert transfer_syntax_name(None) == "unknown"
+
+
+class TestDecodable:
+    def test_native_syntax(self) -> None:
+        assert decodable(ExplicitVRLittleEndian) == (True, "native")
+
+    def test_compressed_syntax_names_its_plugins(self) -> None:
+        ok, detail = decodable(JPEG2000Lossless)
+        assert ok is True
+        assert "pylibjpeg" in detail or "gdcm" in detail
+
+    def test_syntax_without_any_decoder(self) -> None:
+        ok, detail = decodable("1.2.826.0.1.3680043.9999.1")
+        assert ok is False
+        assert "no pixel data decoder" in detail
+
+    def test_missing_plugin_dependencies_are_reported(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        fake = SimpleNamespace(
+            is_available=False,
+            available_plugins=(),
+            missing_dependencies=["pylibjpeg: requires pylibjpeg-openjpeg", "gdcm: requires gdcm"],
+        )
+        monkeypatch.setattr(header_module, "get_decoder", lambda uid: fake)
+        ok, detail = decodable(UID(JPEG2000Lossless))
+        assert ok is False
+        assert detail == (
+            "no installed plugin decodes JPEG 2000 Image Compression (Lossless Only): "
+            "pylibjpeg: requires pylibjpeg-openjpeg; gdcm: requires gdcm"
+        )
+
+    def test_no_syntax(self) -> None:
+        assert decodable(None)[0] is False

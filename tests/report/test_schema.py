@@ -1,0 +1,199 @@
+"""Report schemas (JSON -> Arrow), Parquet provenance, atomic writes, CSV and HTML safety."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batchfrac.enums import Bone, Label, Reason, Status
+from batchfrac.errors import SpecError
+from batchfrac.report.csv_export import export_csv, restore_text_cell, text_cell, write_csv
+from batchfrac.report.html import render_index
+from batchfrac.report.rows import NON_UTF8_PATH, ImageRow, StudyRow, image_row
+from batchfrac.report.schema import (
+    Provenance,
+    atomic_write_text,
+    check_table,
+    file_metadata,
+    load_schema,
+    rows_to_table,
+    write_parquet,
+    write_run_json,
+)
+from batchfrac.scan.inference import Prediction
+from tests.scan_fakes import ok_result, rejected_result
+
+PROVENANCE = Provenance(
+    run_id="run-1",
+    bundle_id="bundle-1",
+    software_version="9.9.9",
+    spec_id="spec-1",
+    spec={"version": 1},
+    weights_sha256={"trunk.npz": "a" * 64},
+    config_id="c" * 16,
+    demo_notice="DEMO ONLY",
+)
+HOSTILE = [
+    "/arch/a,b.dcm",
+    '/arch/quote"d.dcm',
+    "/arch/new\nline.dcm",
+    '=HYPERLINK("http://evil")',
+    "+cmd",
+    "-2+3",
+    "@SUM(A1)",
+    "\tleading tab",
+    "plain",
+]
+
+
+def sample_rows() -> list[ImageRow]:
+    rows = [
+        image_row(
+            ok_result(path, 0.5, study_instance_uid="=1+1", patient_id=path),
+            Prediction(Bone.HAND, 0.8, 0.25),
+        )
+        for path in HOSTILE
+    ]
+    rows.append(image_row(rejected_result("/arch/x.txt", Reason.NOT_DICOM)))
+    return rows
+
+
+class TestSchemas:
+    @pytest.mark.parametrize(("name", "record"), [("images", ImageRow), ("studies", StudyRow)])
+    def test_schema_columns_are_the_row_fields(self, name: str, record: type) -> None:
+        schema = load_schema(name)
+        assert schema.names == [f.name for f in dataclasses.fields(record)]
+        assert schema.arrow.names == schema.names
+
+    def test_enums_in_schema_files_are_the_python_vocabularies(self) -> None:
+        images = {f.name: f for f in load_schema("images").fields}
+        studies = {f.name: f for f in load_schema("studies").fields}
+        assert images["status"].enum == tuple(s.value for s in Status)
+        assert images["reason"].enum == tuple(r.value for r in Reason)
+        assert images["bone"].enum == studies["bone"].enum == tuple(b.value for b in Bone)
+        assert studies["prediction"].enum == tuple(label.value for label in Label)
+
+    def test_written_parquet_matches_the_json_schema(self, tmp_path: Path) -> None:
+        schema = load_schema("images")
+        path = write_parquet(
+            rows_to_table(sample_rows(), schema), tmp_path / "i.parquet", schema, PROVENANCE
+        )
+        written = pq.read_schema(path)
+        assert written.equals(schema.arrow, check_metadata=False)
+        assert [written.field(n).nullable for n in schema.names] == [
+            f.nullable for f in schema.fields
+        ]
+        assert written.field("flags").type == pa.list_(pa.string())
+
+    def test_provenance_travels_in_the_file_metadata(self, tmp_path: Path) -> None:
+        schema = load_schema("studies")
+        path = write_parquet(rows_to_table([], schema), tmp_path / "s.parquet", schema, PROVENANCE)
+        meta = file_metadata(path)
+        assert meta["schema"] == "studies"
+        assert meta["schema_version"] == schema.version
+        assert (meta["run_id"], meta["bundle_id"], meta["spec_id"]) == (
+            "run-1",
+            "bundle-1",
+            "spec-1",
+        )
+        assert meta["software_version"] == "9.9.9"
+        assert meta["demo_notice"] == "DEMO ONLY"
+        assert json.loads(meta["weights_sha256"]) == {"trunk.npz": "a" * 64}
+
+    def test_check_table_rejects_nulls_and_unknown_values(self) -> None:
+        schema = load_schema("images")
+        row = sample_rows()[0]
+        with pytest.raises(SpecError, match="not in"):
+            rows_to_table([dataclasses.replace(row, status="maybe")], schema)
+        table = rows_to_table([row], schema)
+        nulls = table.set_column(0, schema.arrow.field("path"), pa.array([None], pa.string()))
+        with pytest.raises(SpecError, match="nulls in a required column"):
+            check_table(nulls, schema)
+        with pytest.raises(SpecError, match="does not match"):
+            check_table(table.drop_columns(["flags"]), schema)
+
+    def test_non_utf8_file_names_are_escaped_and_flagged(self) -> None:
+        name = b"/arch/caf\xe9.dcm".decode("utf-8", "surrogateescape")
+        row = image_row(rejected_result(name, Reason.NOT_DICOM))
+        assert row.path == "/arch/caf\\xe9.dcm"
+        assert NON_UTF8_PATH in row.flags
+        rows_to_table([row], load_schema("images"))  # storable
+
+
+class TestAtomicWrites:
+    def test_failed_write_leaves_the_old_file_and_no_temp(self, tmp_path: Path) -> None:
+        target = atomic_write_text(tmp_path / "run.json", "old")
+        with pytest.raises(SpecError):
+            write_run_json(target, {"schema": "run"})
+        assert target.read_text() == "old"
+        assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+class TestCsv:
+    def test_cells_round_trip_through_a_csv_reader(self, tmp_path: Path) -> None:
+        table = rows_to_table(sample_rows(), load_schema("images"))
+        path = write_csv(table, tmp_path / "images.csv")
+        raw = path.read_bytes()
+        assert raw.startswith(b"\xef\xbb\xbf")
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            records = list(csv.reader(handle))
+        assert records[0] == table.column_names
+        assert len(records) == 1 + table.num_rows
+        paths = [restore_text_cell(r[0]) for r in records[1:]]
+        assert paths == table.column("path").to_pylist()
+
+    def test_formula_cells_are_neutralised(self, tmp_path: Path) -> None:
+        table = rows_to_table(sample_rows(), load_schema("images"))
+        path = write_csv(table, tmp_path / "images.csv")
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            records = list(csv.DictReader(handle))
+        for record in records:
+            for column in ("path", "patient_id", "study_instance_uid"):
+                assert not record[column].startswith(("=", "+", "-", "@", "\t", "\r"))
+        assert records[3]["path"] == '\'=HYPERLINK("http://evil")'
+        assert records[0]["study_instance_uid"] == "'=1+1"
+        assert records[0]["bone_confidence"] == "0.8"  # numbers stay numbers
+
+    def test_text_cell_leaves_numbers_and_plain_text(self) -> None:
+        assert text_cell("1.2.840") == "1.2.840"
+        assert text_cell("-1") == "'-1"
+        assert restore_text_cell("'-1") == "-1"
+        assert restore_text_cell("'quoted") == "'quoted"
+
+    def test_export_writes_both_reports(self, tmp_path: Path) -> None:
+        for name in ("images", "studies"):
+            schema = load_schema(name)
+            rows = sample_rows() if name == "images" else []
+            write_parquet(
+                rows_to_table(rows, schema), tmp_path / f"{name}.parquet", schema, PROVENANCE
+            )
+        written = export_csv(tmp_path)
+        assert [p.name for p in written] == ["images.csv", "studies.csv"]
+
+
+class TestHtml:
+    def test_values_are_escaped_and_demo_is_visible(self) -> None:
+        run = {
+            "run_id": "<r>",
+            "started_at": "t0",
+            "finished_at": "t1",
+            "host": "h",
+            "software_version": "v",
+            "bundle": {"id": "b", "demo": True, "notice": "DEMO <b>", "trunk_sha256": "0"},
+            "preprocessing": {"spec_id": "s"},
+            "counts": {"files": 1, "rows": 1, "studies": 1, "status": {"ok": 1}, "reason": {}},
+            "throughput": {"images_per_s": 1.0, "trunk_passes_per_image": 1.0},
+        }
+        study = StudyRow(
+            "<script>alert(1)</script>", "p", "a", "hand", 1, 0, 0.9, "abnormal", 0.5, ()
+        )
+        html = render_index(run, [study])
+        assert "<script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert "DEMO &lt;b&gt;" in html

@@ -1,0 +1,251 @@
+"""The scan pipeline: in-process and on a 2-worker Dask LocalCluster."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dask
+import pyarrow.parquet as pq
+import pytest
+
+from batchfrac.enums import Reason, Status
+from batchfrac.errors import BundleError
+from batchfrac.report.rows import ImageRow
+from batchfrac.scan.inference import BatchPredictor
+from batchfrac.scan.pipeline import (
+    LOCAL_CLUSTER_CONFIG,
+    WORKER_DIED,
+    WORKER_MALLOC_ENVIRON,
+    ChunkInference,
+    ScanConfig,
+    _after_worker_death,
+    dask_ingest,
+)
+from batchfrac.scan.resume import PARTS_DIR
+from batchfrac.scan.run import run_scan
+from tests.scan_fakes import (
+    FakeBundle,
+    crashing_ingest,
+    environ_ingest,
+    hanging_ingest,
+    make_dicom_archive,
+    ok_result,
+    rejected_result,
+    text_ingest,
+)
+
+
+def statuses(out: Path, archive: Path) -> dict[str, str]:
+    rows = pq.read_table(out / "images.parquet").to_pylist()
+    return {str(Path(r["path"]).relative_to(archive)): r["status"] for r in rows}
+
+
+class TestChunkInference:
+    def test_a_chunk_is_written_once_all_its_images_are_predicted(self) -> None:
+        bundle = FakeBundle()
+        written: list[list[ImageRow]] = []
+        inference = ChunkInference(BatchPredictor(bundle, batch_size=3), written.append)
+        inference.add(["/a", "/b"], [ok_result("/a", 0.1), ok_result("/b", 0.2)])
+        assert written == []  # its images wait for a full batch
+        inference.add(["/c"], [rejected_result("/c", Reason.NOT_DICOM)])
+        assert [[r.path for r in rows] for rows in written] == [["/c"]]
+        inference.add(["/d", "/e"], [ok_result("/d", 0.3), ok_result("/e", 0.9)])
+        assert [r.path for r in written[1]] == ["/a", "/b"]
+        inference.finish()
+        assert [r.path for r in written[2]] == ["/d", "/e"]
+        assert bundle.trunk_batches == [3, 3]
+        assert all(r.bone is not None for rows in written for r in rows if r.status == "ok")
+
+    def test_an_ok_result_without_pixels_is_a_bug(self) -> None:
+        inference = ChunkInference(BatchPredictor(FakeBundle()), lambda rows: None)
+        broken = ok_result("/a", 0.1)
+        object.__setattr__(broken, "pixels", None)
+        with pytest.raises(ValueError, match="without pixels"):
+            inference.add(["/a"], [broken])
+
+
+def test_in_process_scan_accounts_for_every_file(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    expected = make_dicom_archive(archive)
+    out = tmp_path / "out"
+    config = ScanConfig(archive, out, Path("unused"), workers=0, batch_size=3, chunk_size=3)
+    summary = run_scan(config, bundle=FakeBundle())
+    assert statuses(out, archive) == expected
+    assert summary.exit_code == 3  # the truncated file is an error row
+    counts = summary.run["counts"]
+    assert counts["reason"] == {"not_dicom": 1, "unsupported_modality": 1, "truncated": 1}
+    assert counts["studies"] == 2
+    assert summary.run["throughput"]["trunk_passes_per_image"] == pytest.approx(6 / 4)
+    assert len(list((out / PARTS_DIR).glob("part-*.parquet"))) == 3
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="--workers must be >= 0.*--batch-size"):
+        ScanConfig(Path("a"), Path("o"), Path("b"), workers=-1, batch_size=0)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    from dask.distributed import LocalCluster
+
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):  # the settings of a scan's own cluster
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as local:
+            yield local
+
+
+def test_two_worker_cluster_scan_and_workers_never_import_tensorflow(
+    tmp_path: Path, cluster: object
+) -> None:
+    from dask.distributed import Client
+
+    archive = tmp_path / "archive"
+    expected = make_dicom_archive(archive)
+    out = tmp_path / "out"
+    address = cluster.scheduler_address  # type: ignore[attr-defined]
+    config = ScanConfig(
+        archive, out, Path("unused"), workers=2, batch_size=4, chunk_size=2, scheduler=address
+    )
+    summary = run_scan(config, bundle=FakeBundle())
+    assert statuses(out, archive) == expected
+    assert summary.run["counts"]["files_processed"] == len(expected)
+    with Client(address) as client:
+        loaded = client.run(
+            lambda: (
+                "tensorflow" in sys.modules,
+                "keras" in sys.modules,
+                "batchfrac.ingest.entry" in sys.modules,
+            )
+        )
+    assert len(loaded) == 2
+    assert all(flags == (False, False, True) for flags in loaded.values()), loaded
+
+
+def text_files_in_pairs(
+    folder: Path, n: int, special: dict[str, str]
+) -> tuple[dict[str, str], list[list[str]]]:
+    """``n`` text_ingest files f00, f01, ... (``special`` overrides contents) in chunks of 2."""
+    files = {f"f{i:02d}": str(i / 20) for i in range(n)} | special
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    paths = [str(folder / name) for name in sorted(files)]
+    return files, [paths[i : i + 2] for i in range(0, len(paths), 2)]
+
+
+def test_window_bounds_chunks_in_flight_and_a_dead_worker_costs_one_file(
+    tmp_path: Path, cluster: object
+) -> None:
+    files, chunks = text_files_in_pairs(tmp_path, 12, {"f05": "crash"})
+    pulled = 0
+
+    def source() -> Iterator[list[str]]:
+        nonlocal pulled
+        for chunk in chunks:
+            pulled += 1
+            yield chunk
+
+    window, consumed, results = 2, 0, []
+    for _paths, chunk_results in dask_ingest(
+        source(), None, crashing_ingest, workers=2, window=window,
+        scheduler=cluster.scheduler_address,  # type: ignore[attr-defined]
+    ):  # fmt: skip
+        consumed += 1
+        assert pulled - consumed <= window
+        results.extend(chunk_results)
+    by_path = {Path(r.file.path).name: r for r in results}
+    assert sorted(by_path) == sorted(files)
+    crashed = by_path["f05"]
+    assert (crashed.status, crashed.reason, crashed.detail) == (
+        Status.ERROR, Reason.DECODE_ERROR, WORKER_DIED,
+    )  # fmt: skip
+    assert all(r.status is Status.OK for name, r in by_path.items() if name != "f05")
+    assert text_ingest  # the crash-free path is the same function
+
+
+def test_a_hung_file_gets_a_timeout_row_and_the_rest_of_its_chunk_is_decoded(
+    tmp_path: Path, cluster: object
+) -> None:
+    files, chunks = text_files_in_pairs(tmp_path, 6, {"f02": "hang"})
+
+    results = [
+        result
+        for _paths, chunk in dask_ingest(
+            iter(chunks),
+            None,
+            hanging_ingest,
+            workers=2,
+            window=2,
+            timeout=2.0,
+            scheduler=cluster.scheduler_address,  # type: ignore[attr-defined]
+        )  # fmt: skip
+        for result in chunk
+    ]
+
+    by_path = {Path(r.file.path).name: r for r in results}
+    assert sorted(by_path) == sorted(files) and len(results) == len(files)
+    hung = by_path["f02"]
+    assert (hung.status, hung.reason) == (Status.ERROR, Reason.TIMEOUT)
+    assert "2.0 s" in (hung.detail or "")
+    assert all(r.status is Status.OK for name, r in by_path.items() if name != "f02")
+
+
+class TestAfterWorkerDeath:
+    def test_a_reported_hung_file_is_blamed_and_the_rest_goes_again(self, tmp_path) -> None:
+        paths = [str(tmp_path / n) for n in ("a", "b", "c")]
+        retry, blamed, rows = _after_worker_death(paths, {paths[1]}, {}, 5.0)
+        assert retry == [[paths[0], paths[2]]] and blamed == [paths[1]]
+        assert [r.reason for r in rows] == [Reason.TIMEOUT]
+
+    def test_an_unexplained_death_splits_the_chunk_then_blames_a_file_alone(self, tmp_path) -> None:
+        paths = [str(tmp_path / n) for n in ("a", "b")]
+        assert _after_worker_death(paths, set(), {}, None) == ([[paths[0]], [paths[1]]], [], [])
+        deaths: dict[str, int] = {}
+        for _ in range(2):
+            assert _after_worker_death([paths[0]], set(), deaths, None) == ([[paths[0]]], [], [])
+        retry, blamed, rows = _after_worker_death([paths[0]], set(), deaths, None)
+        assert (retry, blamed) == ([], [paths[0]])
+        assert (rows[0].reason, rows[0].detail) == (Reason.DECODE_ERROR, WORKER_DIED)
+
+
+class BrokenTrunkBundle(FakeBundle):
+    def trunk_features(self, x):
+        raise BundleError("the trunk weights do not fit the network")
+
+
+def test_networks_warm_up_beside_decoding_and_their_errors_stop_the_scan(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    make_dicom_archive(archive)
+    config = ScanConfig(archive, tmp_path / "out", Path("unused"), workers=0, chunk_size=3)
+    with pytest.raises(BundleError, match="do not fit"):
+        run_scan(config, bundle=BrokenTrunkBundle())
+
+
+def test_a_rerun_with_nothing_left_to_decode_builds_no_network(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    make_dicom_archive(archive)
+    config = ScanConfig(archive, tmp_path / "out", Path("unused"), workers=0, chunk_size=3)
+    first = FakeBundle()
+    run_scan(config, bundle=first)
+    assert first.trunk_batches[0] == config.batch_size  # the warm-up batch
+    again = FakeBundle()
+    summary = run_scan(config, bundle=again)
+    assert summary.run["counts"]["files_reused"] > 0
+    assert again.trunk_batches == [] and not again.head_calls
+
+
+def test_local_cluster_workers_reuse_freed_image_buffers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What an earlier Dask cluster in this process leaves behind (nannies export their env).
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    (tmp_path / "a").write_text("x")
+    [(_paths, results)] = list(
+        dask_ingest(iter([[str(tmp_path / "a")]]), None, environ_ingest, workers=1, window=1)
+    )
+    settings = dict(item.split("=") for item in (results[0].detail or "").split(","))
+    assert settings == {**WORKER_MALLOC_ENVIRON, "OMP_NUM_THREADS": "1"}  # Dask's own kept
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # this process's env restored

@@ -1,0 +1,152 @@
+"""The part-file ledger: an interrupted scan resumes to exactly the uninterrupted result."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from batchfrac.records import ImageResult
+from batchfrac.scan.pipeline import ScanConfig
+from batchfrac.scan.resume import PARTS_DIR, Ledger, OutdirBusy, outdir_lock
+from batchfrac.scan.run import run_scan
+from tests.scan_fakes import FakeBundle, text_ingest
+
+FILES = {
+    "s1/a": "0.1",
+    "s1/b": "0.5",
+    "s1/c": "bad",
+    "s2/m": "frames:0.2,0.9",
+    "s2/n": "0.7",
+    "s3/x": "not an image",
+    "s3/y": "0.33",
+    "s3/z": "0.66",
+}
+
+
+def make_archive(root: Path) -> Path:
+    for rel, text in FILES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+class CountingIngest:
+    """text_ingest that records the files it was given and can 'die' after N chunks."""
+
+    def __init__(self, interrupt_after: int | None = None) -> None:
+        self.paths: list[str] = []
+        self.interrupt_after = interrupt_after
+
+    def __call__(self, paths: Sequence[str], config: object) -> list[ImageResult]:
+        if self.interrupt_after is not None and len(self.paths) >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.paths.extend(paths)
+        return text_ingest(list(paths), config)
+
+
+def scan(archive: Path, out: Path, ingest: CountingIngest, bundle: FakeBundle | None = None):
+    config = ScanConfig(archive, out, Path("unused"), workers=0, batch_size=2, chunk_size=2)
+    return run_scan(config, bundle=bundle or FakeBundle(), ingest=ingest)
+
+
+def images(out: Path) -> list[dict[str, object]]:
+    return pq.read_table(out / "images.parquet").to_pylist()
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    return make_archive(tmp_path / "archive")
+
+
+@pytest.fixture
+def reference(tmp_path: Path, archive: Path) -> list[dict[str, object]]:
+    scan(archive, tmp_path / "reference", CountingIngest())
+    return images(tmp_path / "reference")
+
+
+def test_interrupted_scan_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, archive: Path, reference: list[dict[str, object]]
+) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        scan(archive, out, CountingIngest(interrupt_after=4))
+    parts = list((out / PARTS_DIR).glob("part-*.parquet"))
+    assert parts, "finished chunks must be kept"
+    assert not (out / "images.parquet").exists()
+    done = {r["path"] for p in parts for r in pq.read_table(p).to_pylist()}
+
+    second = CountingIngest()
+    summary = scan(archive, out, second)
+    assert done.isdisjoint(second.paths), "reported files are not decoded again"
+    assert set(second.paths) | done == {str(archive / rel) for rel in FILES}
+    assert images(out) == reference
+    assert summary.run["counts"]["files_reused"] == len(done)
+    assert summary.run["counts"]["files"] == len(FILES)
+
+
+def test_rerun_of_a_finished_scan_does_no_work(
+    tmp_path: Path, archive: Path, reference: list[dict[str, object]]
+) -> None:
+    ingest = CountingIngest()
+    summary = scan(archive, tmp_path / "reference", ingest)
+    assert ingest.paths == []
+    assert summary.run["throughput"]["trunk_passes_per_image"] is None
+    assert images(tmp_path / "reference") == reference
+
+
+def test_changed_and_deleted_files_are_not_reported_from_old_parts(
+    tmp_path: Path, archive: Path
+) -> None:
+    out = tmp_path / "out"
+    scan(archive, out, CountingIngest())
+    (archive / "s1/a").write_text("0.95")  # size unchanged, mtime changed
+    os.utime(archive / "s1/a", ns=(1, 1))
+    (archive / "s3/z").unlink()
+    ingest = CountingIngest()
+    scan(archive, out, ingest)
+    assert ingest.paths == [str(archive / "s1/a")]
+    rows = images(out)
+    paths = [(r["path"], r["frame"]) for r in rows]
+    assert len(paths) == len(set(paths)), "no row twice"
+    assert str(archive / "s3/z") not in {p for p, _ in paths}
+    (changed,) = [r for r in rows if r["path"] == str(archive / "s1/a")]
+    assert changed["bone"] == "wrist" and changed["file_mtime_ns"] == 1
+
+
+def test_another_bundle_redoes_everything_and_never_mixes(tmp_path: Path, archive: Path) -> None:
+    out = tmp_path / "out"
+    scan(archive, out, CountingIngest())
+    other = FakeBundle()
+    other.bundle_id = "anotherbundle002"
+    ingest = CountingIngest()
+    summary = scan(archive, out, ingest, bundle=other)
+    assert sorted(ingest.paths) == sorted(str(archive / rel) for rel in FILES)
+    assert summary.run["counts"]["files_reused"] == 0
+    assert summary.run["counts"]["rows"] == len(FILES) + 1  # one two-frame file
+    ledger = Ledger(out, summary.run["config_id"]).load()
+    assert ledger.foreign_parts > 0 and len(ledger) == len(FILES)
+
+
+def test_rows_are_sorted_by_path_then_frame(reference: list[dict[str, object]]) -> None:
+    keys = [(r["path"], r["frame"]) for r in reference]
+    assert keys == sorted(keys)
+    assert [k for k in keys if k[0].endswith("s2/m")] == [(keys[3][0], 0), (keys[3][0], 1)]
+
+
+def test_a_second_scan_on_the_same_outdir_is_refused(tmp_path: Path) -> None:
+    with outdir_lock(tmp_path), pytest.raises(OutdirBusy):
+        with outdir_lock(tmp_path):
+            pass
+
+
+def test_temp_files_of_a_killed_run_are_cleaned(tmp_path: Path, archive: Path) -> None:
+    out = tmp_path / "out"
+    (out / PARTS_DIR).mkdir(parents=True)
+    stale = out / PARTS_DIR / ".part-abc.parquet.123.tmp"
+    stale.write_bytes(b"half a parquet file")
+    scan(archive, out, CountingIngest())
+    assert not stale.exists()
