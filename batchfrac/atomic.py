@@ -1,32 +1,38 @@
-"""Crash-safe file writes for model bundles.
+"""Crash-safe files: atomic replacement and advisory locks, for reports and bundles alike.
 
-A file is written to a temporary name in the same directory, flushed and fsynced, then
-renamed over its final name with :func:`os.replace` (atomic on POSIX and Windows), and
-the directory is fsynced so the rename itself survives a power loss. Readers see the
-old file or the new one, never a torn one.
+A file is written to a temporary name in its own directory, flushed and fsynced, then
+renamed over its final name with :func:`os.replace` (atomic on POSIX), and the directory
+is fsynced so that the rename itself survives a power loss. Readers see the old file or
+the new one, never a torn one. Temporary names end in :data:`TEMP_SUFFIX`, so a later
+run can recognise (and delete) exactly the leftovers of a killed run of batchfrac and
+never another program's files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; concurrent writers are not supported there
-    fcntl = None  # type: ignore[assignment]
-
-LOCK_FILE = ".lock"
+#: Every temporary file batchfrac creates ends with this (see :func:`is_our_temp_file`).
+TEMP_SUFFIX = ".batchfrac-tmp"
 
 
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":
-        return
+def umask_mode(mode: int) -> int:
+    """``mode`` minus the process umask (``mkstemp`` creates 0600 files; a report or a
+    bundle must stay readable by the users the umask allows)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
+def fsync_directory(directory: Path) -> None:
+    """Flush a directory entry change (a rename, a new file) to disk."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -34,59 +40,60 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def umask_mode(mode: int) -> int:
-    """``mode`` minus the process umask (tempfile creates 0600 files and 0700 dirs;
-    a bundle written by ML staff must stay readable by the scanning service's user)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return mode & ~umask
+def is_our_temp_file(path: Path) -> bool:
+    """Whether ``path`` is a temporary file left by :func:`atomic_write` (by its name)."""
+    return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
 
 
-def write_file_atomic(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` via a fsynced temporary file and :func:`os.replace`."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
+def atomic_write(target: Path, write: Callable[[Path], object], *, mode: int = 0o666) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``target``, then move it into place.
+
+    The file gets ``mode`` minus the umask. On any error (or Ctrl-C) the temporary file
+    is removed and ``target`` is left as it was.
+    """
+    target = Path(target)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        os.chmod(tmp, umask_mode(0o666))
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        write(tmp)
+        os.chmod(tmp, umask_mode(mode))
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)
+    fsync_directory(target.parent)
+    return target
 
 
-def json_ready(value: Any) -> Any:
-    """``value`` with numpy values and datetimes turned into plain JSON types."""
-    return json.loads(json.dumps(value, default=_plain))
+def write_bytes(target: Path, data: bytes, *, mode: int = 0o666) -> Path:
+    """Write ``data`` to ``target`` atomically."""
+    return atomic_write(target, lambda tmp: tmp.write_bytes(data), mode=mode)
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    if hasattr(value, "isoformat"):  # datetime
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable: {value!r}")
+def write_text(target: Path, text: str, *, mode: int = 0o666) -> Path:
+    """Write ``text`` (UTF-8) to ``target`` atomically."""
+    return atomic_write(target, lambda tmp: tmp.write_text(text, encoding="utf-8"), mode=mode)
 
 
-def commit_json(target: Path, document: Any) -> None:
-    """Atomically replace ``target`` with ``document`` as indented JSON."""
-    text = json.dumps(document, indent=2, sort_keys=False, default=_plain) + "\n"
-    write_file_atomic(target, text.encode("utf-8"))
+def write_json(target: Path, document: Any, *, sort_keys: bool = False, mode: int = 0o666) -> Path:
+    """Write ``document`` as indented JSON (with a final newline) to ``target`` atomically."""
+    text = json.dumps(document, indent=2, sort_keys=sort_keys) + "\n"
+    return write_text(target, text, mode=mode)
 
 
 @contextlib.contextmanager
-def lock_bundle(directory: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``directory`` (serialises concurrent writers)."""
-    if fcntl is None or not directory.is_dir():
-        yield
-        return
-    with open(directory / LOCK_FILE, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+def exclusive_lock(lock_file: Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive advisory ``flock`` on ``lock_file`` (created if missing).
+
+    ``wait=False`` raises :class:`BlockingIOError` at once when another process holds it.
+    The lock is released when the block ends or the process dies.
+    """
+    with open(lock_file, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
             yield
         finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

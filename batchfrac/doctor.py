@@ -21,10 +21,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from .defaults import DEFAULT_MODALITIES
 from .enums import Reason, Status
 from .errors import FileRejected
 from .ingest.header import (
-    DEFAULT_MODALITIES,
     check_image,
     decodable,
     read_header,

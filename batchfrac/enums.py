@@ -91,3 +91,12 @@ class Label(str, Enum):
 
     NORMAL = "normal"
     ABNORMAL = "abnormal"
+
+
+class Routing(str, Enum):
+    """How the bone heads are combined for one image."""
+
+    #: Only the router's argmax bone head runs; P(abnormal) is that head's.
+    HARD = "hard"
+    #: All seven heads run; P(abnormal) = sum_b P(b) * P(abnormal | b).
+    SOFT = "soft"

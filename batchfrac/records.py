@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .enums import Reason, Status
+from .enums import Bone, Reason, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +64,12 @@ class ImageResult:
     detail: str = ""
     flags: tuple[str, ...] = ()
     pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The model outputs for one image."""
+
+    bone: Bone
+    bone_confidence: float
+    abnormal_probability: float

@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 
 from .. import __version__
-from ..atomic import commit_json, json_ready, lock_bundle, umask_mode, write_file_atomic
+from ..atomic import exclusive_lock, umask_mode, write_bytes, write_json
+from ..defaults import DEFAULT_THRESHOLD
 from ..enums import Bone, Head, Label
 from ..errors import BundleError, SpecError
 from ..ingest.preprocess import PreprocessSpec
-from ..train.recipe import DEFAULT_THRESHOLD
 from .weightfile import encode_model, sha256_bytes
 from .weights import file_sha256
 
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from .runtime import BundleRuntime
 
 BUNDLE_FILE = "bundle.json"
+#: Serialises writers of one bundle (two ``train`` runs adding heads at once).
+LOCK_FILE = ".lock"
 SCHEMA_NAME = "bundle.schema.json"
 FORMAT = "batchfrac-bundle"
 FORMAT_VERSION = 1
@@ -70,6 +72,19 @@ def _head_name(name: str | Head) -> str:
         raise BundleError(
             f"unknown head {name!r}; expected one of {[h.value for h in Head]}"
         ) from None
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with numpy values and datetimes turned into plain JSON types."""
+    return json.loads(json.dumps(value, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    if hasattr(value, "isoformat"):  # datetime
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable: {value!r}")
 
 
 def _now() -> str:
@@ -288,8 +303,8 @@ def create_bundle(
     try:
         staging.chmod(umask_mode(0o777))
         (staging / "heads").mkdir()
-        write_file_atomic(staging / meta["trunk"]["file"], data)
-        commit_json(staging / BUNDLE_FILE, meta)
+        write_bytes(staging / meta["trunk"]["file"], data)
+        write_json(staging / BUNDLE_FILE, meta)
         if path.exists():
             path.rmdir()
         os.replace(staging, path)
@@ -310,7 +325,9 @@ def write_head(path: Path, name: str | Head, head: keras.Model, meta: dict[str, 
     """
     path = Path(path)
     key = _head_name(name)
-    with lock_bundle(path):
+    if not path.is_dir():
+        raise BundleError(f"not a model bundle (no {BUNDLE_FILE}): {path}")
+    with exclusive_lock(path / LOCK_FILE):
         current = read_meta(path)
         trunk_sha = meta.get("trunk_sha256")
         if trunk_sha is None:
@@ -346,8 +363,8 @@ def write_head(path: Path, name: str | Head, head: keras.Model, meta: dict[str, 
         new["bundle_id"] = compute_bundle_id(new)
         validate_meta(new, path / BUNDLE_FILE)
         (path / "heads").mkdir(exist_ok=True)
-        write_file_atomic(path / record["file"], data)
-        commit_json(path / BUNDLE_FILE, new)
+        write_bytes(path / record["file"], data)
+        write_json(path / BUNDLE_FILE, new)
         for stale in (path / "heads").glob(f"{key}-*.npz"):
             if stale.name != Path(record["file"]).name:
                 stale.unlink(missing_ok=True)

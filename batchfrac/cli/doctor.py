@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from ..defaults import DEFAULT_MODALITIES
+
 EXIT_WOULD_FAIL = 3
 
 
@@ -19,7 +21,7 @@ def doctor(
     ],
     modalities: Annotated[
         str, typer.Option(help="Comma-separated (0008,0060) Modality allow-list.")
-    ] = "CR,DX",
+    ] = ",".join(DEFAULT_MODALITIES),
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")
     ] = False,

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from ..scan.inference import Routing
-from ..scan.watchdog import DEFAULT_TIMEOUT_S
+from ..defaults import DEFAULT_MODALITIES, DEFAULT_TIMEOUT_S
+from ..enums import Routing
 
 EXIT_FATAL = 1
 EXIT_INTERRUPTED = 130
@@ -33,7 +33,9 @@ def scan(
         Routing.HARD
     ),
     csv: Annotated[bool, typer.Option("--csv", help="Also write images.csv/studies.csv.")] = False,
-    modalities: Annotated[str, typer.Option(help="(0008,0060) Modality allow-list.")] = "CR,DX",
+    modalities: Annotated[str, typer.Option(help="(0008,0060) Modality allow-list.")] = ",".join(
+        DEFAULT_MODALITIES
+    ),
     max_pixels: Annotated[
         int | None, typer.Option(help="Cap on Rows x Columns x Frames x Samples.")
     ] = None,
@@ -64,7 +66,7 @@ def scan(
     from rich.console import Console
 
     from ..errors import BatchfracError
-    from ..scan.pipeline import ScanConfig, default_workers
+    from ..scan.config import ScanConfig, default_workers
     from ..scan.progress import ScanProgress
     from ..scan.run import run_scan
 

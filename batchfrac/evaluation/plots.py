@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
-from ..atomic import write_file_atomic
+from ..atomic import write_bytes
 from ..enums import Bone
 from .evaluate import IMAGE, ORACLE, STUDY, Evaluation, cases
 
@@ -24,7 +24,7 @@ def _save(figure: Figure, path: Path) -> Path:
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    write_file_atomic(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
     return path
 
 

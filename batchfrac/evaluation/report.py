@@ -23,7 +23,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ..atomic import write_file_atomic
+from ..atomic import write_bytes
 from ..enums import Bone
 from .evaluate import IMAGE, ORACLE, ROUTED, STUDY, Evaluation
 from .metrics import METRIC_COLUMNS, RATE_COLUMNS
@@ -134,7 +134,7 @@ def write_outputs(evaluation: Evaluation, out: Path) -> list[Path]:
         ]
         files[ROUTER_CSV] = _csv_text(["true_bone", *names], matrix)
     for name, data in files.items():
-        write_file_atomic(out / name, data)
+        write_bytes(out / name, data)
         written.append(out / name)
     return written
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from time import perf_counter
 
+from ..defaults import DEFAULT_MODALITIES
 from ..enums import Reason, Status
 from ..errors import FileRejected
 from ..records import DicomHeader, FileStat, ImageResult
 from .decode import DecodePolicy, FramePolicy, decode
-from .header import DEFAULT_MODALITIES, check_image, read_header
+from .header import check_image, read_header
 from .preprocess import PreprocessSpec, preprocess
 from .walk import file_stat
 

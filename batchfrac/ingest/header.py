@@ -33,11 +33,10 @@ from pydicom.uid import (
     MediaStorageDirectoryStorage,
 )
 
+from ..defaults import DEFAULT_MODALITIES
 from ..enums import Reason
 from ..errors import FileRejected
 from ..records import DicomHeader
-
-DEFAULT_MODALITIES: tuple[str, ...] = ("CR", "DX")
 
 _PREAMBLE_LENGTH = 128
 _MAGIC = b"DICM"

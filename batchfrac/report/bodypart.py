@@ -10,13 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from ..defaults import DEFAULT_LOW_CONFIDENCE
 from ..enums import Bone
 
 BODYPART_MISMATCH = "bodypart_mismatch"
 LOW_ROUTER_CONFIDENCE = "low_router_confidence"
 
-#: Default router confidence below which a row is flagged ``low_router_confidence``.
-DEFAULT_LOW_CONFIDENCE = 0.5
 
 _ARM = frozenset({Bone.HUMERUS, Bone.FOREARM})
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from ..atomic import write_text
 from .rows import StudyRow
-from .schema import atomic_write_text
 
 TOP_STUDIES = 25
 
@@ -119,4 +119,4 @@ def write_index(outdir: Path) -> Path:
     run = json.loads((outdir / "run.json").read_text(encoding="utf-8"))
     table = pq.read_table(outdir / "studies.parquet")
     studies = [StudyRow(**{**r, "flags": tuple(r["flags"])}) for r in table.to_pylist()]
-    return atomic_write_text(outdir / "index.html", render_index(run, studies))
+    return write_text(outdir / "index.html", render_index(run, studies))

@@ -10,10 +10,10 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..defaults import DEFAULT_LOW_CONFIDENCE
 from ..enums import Reason, Status
-from ..records import ImageResult
-from ..scan.inference import Prediction
-from .bodypart import DEFAULT_LOW_CONFIDENCE, routing_flags
+from ..records import ImageResult, Prediction
+from .bodypart import routing_flags
 
 NON_UTF8_PATH = "non_utf8_path"
 

@@ -1,5 +1,4 @@
-"""Report schemas and files: Arrow schemas from ``schemas/*.schema.json``, atomic Parquet
-writing with provenance metadata, and ``run.json``.
+"""Report schemas: Arrow schemas from ``schemas/*.schema.json``, and checks of tables against them.
 
 Schema file format (``images``, ``studies``)::
 
@@ -9,25 +8,19 @@ Schema file format (``images``, ``studies``)::
 
 ``TYPE`` is one of ``string``, ``int32``, ``int64``, ``float32``, ``float64``, ``bool``,
 ``list<string>``. ``run.schema.json`` is a JSON Schema for ``run.json``.
-
-Every file is written next to its final name and moved into place with :func:`os.replace`,
-so readers never see a half-written report.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from importlib.resources import files
-from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..errors import SpecError
 
@@ -40,9 +33,6 @@ _TYPES: Mapping[str, pa.DataType] = {
     "bool": pa.bool_(),
     "list<string>": pa.list_(pa.string()),
 }
-
-#: Key-value metadata keys every report file carries (values are UTF-8 strings).
-META_PREFIX = "batchfrac."
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,46 +108,6 @@ def run_json_schema() -> dict[str, Any]:
     return doc
 
 
-@dataclass(frozen=True, slots=True)
-class Provenance:
-    """What every report file carries in its key-value metadata (DESIGN invariant 4)."""
-
-    run_id: str
-    bundle_id: str
-    software_version: str
-    spec_id: str
-    spec: Mapping[str, Any]
-    weights_sha256: Mapping[str, str]
-    config_id: str
-    demo_notice: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
-
-    def metadata(self, schema: ReportSchema) -> dict[str, str]:
-        """Key-value metadata for a file of ``schema``."""
-        meta = {
-            "schema": schema.name,
-            "schema_version": schema.version,
-            "run_id": self.run_id,
-            "bundle_id": self.bundle_id,
-            "software_version": self.software_version,
-            "spec_id": self.spec_id,
-            "spec": json.dumps(self.spec, sort_keys=True),
-            "weights_sha256": json.dumps(self.weights_sha256, sort_keys=True),
-            "config_id": self.config_id,
-            **self.extra,
-        }
-        if self.demo_notice:
-            meta["demo_notice"] = self.demo_notice
-        return {META_PREFIX + k: v for k, v in meta.items()}
-
-
-def file_metadata(path: Path) -> dict[str, str]:
-    """The ``batchfrac.*`` key-value metadata of a Parquet file, prefix removed."""
-    raw = pq.read_schema(path).metadata or {}
-    prefix = META_PREFIX.encode()
-    return {k[len(prefix) :].decode(): v.decode() for k, v in raw.items() if k.startswith(prefix)}
-
-
 class _Row(Protocol):
     def as_dict(self) -> dict[str, Any]: ...
 
@@ -184,46 +134,3 @@ def check_table(table: pa.Table, schema: ReportSchema) -> None:
             if pc.any(bad).as_py():
                 found = pc.unique(pc.filter(column, bad)).to_pylist()
                 raise SpecError(f"{schema.name}.{spec.name}: values {found} not in {spec.enum}")
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` for a temporary file beside ``path``, fsync it, move it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def atomic_write_text(path: Path, text: str, *, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding=encoding))
-
-
-def write_parquet(
-    table: pa.Table, path: Path, schema: ReportSchema, provenance: Provenance
-) -> Path:
-    """Check ``table`` against ``schema`` and write it atomically with provenance metadata."""
-    check_table(table, schema)
-    meta = {**(table.schema.metadata or {}), **_encode(provenance.metadata(schema))}
-    table = table.replace_schema_metadata(meta)
-    return atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
-
-
-def _encode(meta: Mapping[str, str]) -> dict[bytes, bytes]:
-    return {k.encode(): v.encode() for k, v in meta.items()}
-
-
-def write_run_json(path: Path, doc: Mapping[str, Any]) -> Path:
-    """Validate ``doc`` against ``schemas/run.schema.json`` and write it atomically."""
-    import jsonschema
-
-    try:
-        jsonschema.validate(dict(doc), run_json_schema())
-    except jsonschema.ValidationError as exc:
-        raise SpecError(f"run.json does not match its schema: {exc.message}") from exc
-    return atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")

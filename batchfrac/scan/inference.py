@@ -11,24 +11,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import Enum
 from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
-from ..enums import Bone, Head, Label
+from ..enums import Bone, Head, Label, Routing
+from ..records import Prediction
 
 K = TypeVar("K")
-
-
-class Routing(str, Enum):
-    """How the bone heads are combined for one image."""
-
-    #: Only the router's argmax bone head runs; P(abnormal) is that head's.
-    HARD = "hard"
-    #: All seven heads run; P(abnormal) = sum_b P(b) * P(abnormal | b).
-    SOFT = "soft"
 
 
 class InferenceBundle(Protocol):
@@ -43,15 +33,6 @@ class InferenceBundle(Protocol):
     def trunk_features(self, x: np.ndarray) -> list[np.ndarray]: ...
 
     def head_probs(self, name: Head, features: list[np.ndarray]) -> np.ndarray: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """The model outputs for one image."""
-
-    bone: Bone
-    bone_confidence: float
-    abnormal_probability: float
 
 
 #: Column of P(abnormal) in a bone head's output (heads emit Label order: normal, abnormal).

@@ -27,7 +27,7 @@ from ..report.rows import ImageRow
 
 
 class ScanProgress:
-    """A :class:`batchfrac.scan.pipeline.ScanObserver` that draws a rich progress bar."""
+    """A :class:`batchfrac.scan.chunks.ScanObserver` that draws a rich progress bar."""
 
     def __init__(self, console: Console | None = None, *, disable: bool = False) -> None:
         self._progress = Progress(

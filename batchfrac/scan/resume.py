@@ -15,22 +15,22 @@ old parts whose files this scan found unchanged, sorted by path and frame.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..atomic import exclusive_lock, is_our_temp_file
 from ..errors import BatchfracError
+from ..report.parquet import Provenance, file_metadata, write_parquet
 from ..report.rows import ImageRow
-from ..report.schema import Provenance, file_metadata, load_schema, rows_to_table, write_parquet
+from ..report.schema import load_schema, rows_to_table
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,13 @@ def config_id(settings: Mapping[str, object]) -> str:
 @contextmanager
 def outdir_lock(outdir: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``outdir`` so two scans never interleave their parts."""
-    with open(outdir / LOCK_FILE, "a+b") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise OutdirBusy(f"another batchfrac scan is writing to {outdir}") from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    stack = ExitStack()
+    try:
+        stack.enter_context(exclusive_lock(outdir / LOCK_FILE, wait=False))
+    except BlockingIOError as exc:
+        raise OutdirBusy(f"another batchfrac scan is writing to {outdir}") from exc
+    with stack:
+        yield
 
 
 class Ledger:
@@ -153,7 +151,11 @@ def _drop_duplicates(table: pa.Table) -> pa.Table:
 
 
 def remove_stale_temp_files(outdir: Path) -> None:
-    """Delete temporary files a killed run left behind (they never replaced a report)."""
+    """Delete temporary files a killed run of batchfrac left behind (never a report, and
+    never another program's files: only names :func:`~batchfrac.atomic.is_our_temp_file`
+    recognises)."""
     for directory in (outdir, outdir / PARTS_DIR):
-        for tmp in directory.glob(".*.tmp"):
-            os.unlink(tmp)
+        if directory.is_dir():
+            for path in directory.iterdir():
+                if is_our_temp_file(path):
+                    path.unlink(missing_ok=True)

@@ -28,32 +28,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import __version__
+from ..atomic import write_text
 from ..enums import Bone, Head, Status
 from ..errors import BatchfracError, BundleError
 from ..ingest.preprocess import PreprocessSpec
 from ..report.aggregate import aggregate_studies
 from ..report.csv_export import export_csv
 from ..report.html import render_index
+from ..report.parquet import Provenance, write_parquet
 from ..report.rows import ImageRow
-from ..report.schema import (
-    Provenance,
-    atomic_write_text,
-    load_schema,
-    rows_to_table,
-    write_parquet,
-    write_run_json,
-)
+from ..report.runinfo import write_run_json
+from ..report.schema import load_schema, rows_to_table
+from .chunks import IngestChunk, NullObserver, ScanObserver, local_ingest, pending_chunks
+from .cluster import dask_ingest
+from .config import ScanConfig
+from .feed import ChunkInference
 from .inference import BatchPredictor, InferenceBundle
-from .pipeline import (
-    ChunkInference,
-    IngestChunk,
-    NullObserver,
-    ScanConfig,
-    ScanObserver,
-    dask_ingest,
-    local_ingest,
-    pending_chunks,
-)
 from .resume import Ledger, config_id, outdir_lock, remove_stale_temp_files
 
 log = logging.getLogger(__name__)
@@ -335,7 +325,7 @@ def write_reports(
         },
         "exit_code": exit_code,
     }
-    atomic_write_text(out / "index.html", render_index(doc, studies))
+    write_text(out / "index.html", render_index(doc, studies))
     write_run_json(out / "run.json", doc)
     log.info(
         "scan %s finished: %d files, %s, exit code %d",

@@ -4,7 +4,7 @@ A Python thread cannot stop another thread that is inside a C extension, and sig
 reach only the main thread (Dask runs tasks in worker threads). So :class:`Watchdog`
 does not try to interrupt anything: when one watched span (one file) outlives its
 deadline, it calls ``on_expiry(label, seconds)`` from its own daemon thread, once, and
-the caller decides what to do; the Dask task wrapper in :mod:`batchfrac.scan.pipeline`
+the caller decides what to do; the Dask task wrapper in :mod:`batchfrac.scan.cluster`
 reports the file and ends the worker process so that its nanny starts a fresh one.
 
 ::
@@ -23,13 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-__all__ = ["DEFAULT_TIMEOUT_S", "Watchdog"]
-
-#: Default ``batchfrac scan --timeout``: seconds one file may take on a worker (a 2000 x
-#: 2500 radiograph takes well under one); a file still decoding then is taken to hang.
-#: Here, in a module without dependencies, so the CLI reads it without importing the
-#: scan pipeline (and pyarrow) on every command.
-DEFAULT_TIMEOUT_S = 300.0
+__all__ = ["Watchdog"]
 
 
 class Watchdog:

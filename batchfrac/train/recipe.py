@@ -15,5 +15,3 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_IMAGE_SIZE = 224
 #: Epochs without a better validation loss before training stops (batchfrac's addition).
 EARLY_STOPPING_PATIENCE = 3
-#: Abnormality probability above which an image or study is called abnormal (MURA's rule).
-DEFAULT_THRESHOLD = 0.5

@@ -45,6 +45,7 @@ from ..datasets.samples import (
     read_mura,
     split_by_patient,
 )
+from ..defaults import DEFAULT_THRESHOLD
 from ..enums import Head, Label
 from ..errors import BundleError
 from ..evaluation.metrics import binary_metrics, multiclass_metrics, study_scores
@@ -58,7 +59,6 @@ from .recipe import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_IMAGE_SIZE,
-    DEFAULT_THRESHOLD,
     EARLY_STOPPING_PATIENCE,
     END_TO_END_LEARNING_RATE,
     LEARNING_RATE,

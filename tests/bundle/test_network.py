@@ -12,9 +12,9 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from batchfrac.bundle import network
 from keras.src.legacy.saving import legacy_h5_format
 
+from batchfrac.bundle import network
 from batchfrac.bundle.network import (
     CLASSIFIER_LAYER_NAMES,
     HEAD_FIRST_LAYER,

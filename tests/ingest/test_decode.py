@@ -32,11 +32,11 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from batchfrac.enums import Reason
+from batchfrac.errors import FileRejected
 from batchfrac.ingest import decode as decode_module
 from batchfrac.ingest import header as header_module
 from batchfrac.ingest import j2k
-from batchfrac.enums import Reason
-from batchfrac.errors import FileRejected
 from batchfrac.ingest.decode import DecodePolicy, FramePolicy, decode
 from batchfrac.ingest.display import LUMA_WEIGHTS
 from batchfrac.ingest.header import read_header

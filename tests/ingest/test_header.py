@@ -23,10 +23,10 @@ from pydicom.uid import (
 )
 
 import batchfrac.ingest.header as header_module
+from batchfrac.defaults import DEFAULT_MODALITIES
 from batchfrac.enums import Reason
 from batchfrac.errors import FileRejected
 from batchfrac.ingest.header import (
-    DEFAULT_MODALITIES,
     check_image,
     decodable,
     read_header,

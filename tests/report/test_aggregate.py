@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from batchfrac.enums import Bone, Reason
+from batchfrac.records import Prediction
 from batchfrac.report.aggregate import (
     HAS_ERRORS,
     MISSING_STUDY_UID,
@@ -17,7 +18,6 @@ from batchfrac.report.aggregate import (
 )
 from batchfrac.report.bodypart import BODYPART_MISMATCH
 from batchfrac.report.rows import ImageRow, image_row
-from batchfrac.scan.inference import Prediction
 from tests.scan_fakes import ok_result, rejected_result
 
 THRESHOLDS = {bone: 0.5 for bone in Bone}

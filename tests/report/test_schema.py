@@ -11,22 +11,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from batchfrac.atomic import write_text
 from batchfrac.enums import Bone, Label, Reason, Status
 from batchfrac.errors import SpecError
+from batchfrac.records import Prediction
 from batchfrac.report.csv_export import export_csv, restore_text_cell, text_cell, write_csv
 from batchfrac.report.html import render_index
+from batchfrac.report.parquet import Provenance, file_metadata, write_parquet
 from batchfrac.report.rows import NON_UTF8_PATH, ImageRow, StudyRow, image_row
+from batchfrac.report.runinfo import write_run_json
 from batchfrac.report.schema import (
-    Provenance,
-    atomic_write_text,
     check_table,
-    file_metadata,
     load_schema,
     rows_to_table,
-    write_parquet,
-    write_run_json,
 )
-from batchfrac.scan.inference import Prediction
 from tests.scan_fakes import ok_result, rejected_result
 
 PROVENANCE = Provenance(
@@ -128,7 +126,7 @@ class TestSchemas:
 
 class TestAtomicWrites:
     def test_failed_write_leaves_the_old_file_and_no_temp(self, tmp_path: Path) -> None:
-        target = atomic_write_text(tmp_path / "run.json", "old")
+        target = write_text(tmp_path / "run.json", "old")
         with pytest.raises(SpecError):
             write_run_json(target, {"schema": "run"})
         assert target.read_text() == "old"

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from batchfrac.bundle.format import ModelBundle
-from batchfrac.enums import Bone, Head
+from batchfrac.enums import Bone, Head, Routing
 from batchfrac.report.bodypart import (
     BODYPART_MISMATCH,
     LOW_ROUTER_CONFIDENCE,
     bones_for_body_part,
     routing_flags,
 )
-from batchfrac.scan.inference import BatchPredictor, BatchQueue, Routing
+from batchfrac.scan.inference import BatchPredictor, BatchQueue
 from tests.scan_fakes import BONES, FakeBundle, cached_tiny_bundle, image_of_mean, router_probs
 
 # Means that route to elbow, finger, hand, hand, wrist (floor(mean * 7)).

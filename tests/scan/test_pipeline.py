@@ -14,17 +14,12 @@ import pytest
 from batchfrac.enums import Reason, Status
 from batchfrac.errors import BundleError
 from batchfrac.report.rows import ImageRow
+from batchfrac.scan.cluster import LOCAL_CLUSTER_CONFIG, WORKER_MALLOC_ENVIRON, dask_ingest
+from batchfrac.scan.config import ScanConfig
+from batchfrac.scan.feed import ChunkInference
 from batchfrac.scan.inference import BatchPredictor
-from batchfrac.scan.pipeline import (
-    LOCAL_CLUSTER_CONFIG,
-    WORKER_DIED,
-    WORKER_MALLOC_ENVIRON,
-    ChunkInference,
-    ScanConfig,
-    _after_worker_death,
-    dask_ingest,
-)
 from batchfrac.scan.resume import PARTS_DIR
+from batchfrac.scan.retry import WORKER_DIED, after_worker_death
 from batchfrac.scan.run import run_scan
 from tests.scan_fakes import (
     FakeBundle,
@@ -196,17 +191,17 @@ def test_a_hung_file_gets_a_timeout_row_and_the_rest_of_its_chunk_is_decoded(
 class TestAfterWorkerDeath:
     def test_a_reported_hung_file_is_blamed_and_the_rest_goes_again(self, tmp_path) -> None:
         paths = [str(tmp_path / n) for n in ("a", "b", "c")]
-        retry, blamed, rows = _after_worker_death(paths, {paths[1]}, {}, 5.0)
+        retry, blamed, rows = after_worker_death(paths, {paths[1]}, {}, 5.0)
         assert retry == [[paths[0], paths[2]]] and blamed == [paths[1]]
         assert [r.reason for r in rows] == [Reason.TIMEOUT]
 
     def test_an_unexplained_death_splits_the_chunk_then_blames_a_file_alone(self, tmp_path) -> None:
         paths = [str(tmp_path / n) for n in ("a", "b")]
-        assert _after_worker_death(paths, set(), {}, None) == ([[paths[0]], [paths[1]]], [], [])
+        assert after_worker_death(paths, set(), {}, None) == ([[paths[0]], [paths[1]]], [], [])
         deaths: dict[str, int] = {}
         for _ in range(2):
-            assert _after_worker_death([paths[0]], set(), deaths, None) == ([[paths[0]]], [], [])
-        retry, blamed, rows = _after_worker_death([paths[0]], set(), deaths, None)
+            assert after_worker_death([paths[0]], set(), deaths, None) == ([[paths[0]]], [], [])
+        retry, blamed, rows = after_worker_death([paths[0]], set(), deaths, None)
         assert (retry, blamed) == ([], [paths[0]])
         assert (rows[0].reason, rows[0].detail) == (Reason.DECODE_ERROR, WORKER_DIED)
 

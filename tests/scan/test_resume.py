@@ -9,8 +9,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from batchfrac.atomic import TEMP_SUFFIX
 from batchfrac.records import ImageResult
-from batchfrac.scan.pipeline import ScanConfig
+from batchfrac.scan.config import ScanConfig
 from batchfrac.scan.resume import PARTS_DIR, Ledger, OutdirBusy, outdir_lock
 from batchfrac.scan.run import run_scan
 from tests.scan_fakes import FakeBundle, text_ingest
@@ -146,7 +147,11 @@ def test_a_second_scan_on_the_same_outdir_is_refused(tmp_path: Path) -> None:
 def test_temp_files_of_a_killed_run_are_cleaned(tmp_path: Path, archive: Path) -> None:
     out = tmp_path / "out"
     (out / PARTS_DIR).mkdir(parents=True)
-    stale = out / PARTS_DIR / ".part-abc.parquet.123.tmp"
+    stale = out / PARTS_DIR / f".part-abc.parquet.x1y2{TEMP_SUFFIX}"
     stale.write_bytes(b"half a parquet file")
+    theirs = [out / ".report.xlsx.tmp", out / PARTS_DIR / ".notes.tmp"]
+    for path in theirs:
+        path.write_bytes(b"another program's temporary file")
     scan(archive, out, CountingIngest())
     assert not stale.exists()
+    assert all(path.read_bytes() == b"another program's temporary file" for path in theirs)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from batchfrac.atomic import TEMP_SUFFIX
 from batchfrac.scan.resume import PARTS_DIR
 from tests.scan_fakes import cached_tiny_bundle, make_dicom_archive
 
@@ -100,4 +101,4 @@ def test_sigkill_mid_scan_then_rerun_equals_uninterrupted(
     assert run_json["counts"]["files_reused"] == 2 * len(parts)
     assert run_json["counts"]["files"] == 7 * COPIES
     assert run_json["throughput"]["trunk_passes_per_image"] <= 2.0
-    assert not list(out.rglob("*.tmp"))
+    assert not list(out.rglob(f"*{TEMP_SUFFIX}"))

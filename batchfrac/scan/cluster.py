@@ -1,0 +1,241 @@
+"""Decoding on a Dask cluster: a bounded window of chunk tasks, crashes and hangs handled.
+
+This is the only module that imports Dask (inside its functions). The task function is
+:func:`batchfrac.ingest.entry.ingest_chunk`, whose import chain is free of TensorFlow, so
+worker processes never load it. At most ``window`` chunks are in flight, and the window is
+refilled before the driver starts inference on a finished chunk, so workers keep decoding
+while the trunk runs; the walk is consumed lazily, so memory stays flat whatever the
+archive size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from typing import Any
+
+from ..records import ImageResult
+from .chunks import ChunkResults, IngestChunk
+from .retry import after_worker_death
+from .watchdog import Watchdog
+
+log = logging.getLogger(__name__)
+
+#: Dask event topic on which a worker names the file it gave up on before exiting.
+TIMEOUT_TOPIC = "batchfrac-timeout"
+#: Seconds a worker waits after reporting a hung file, for the report to reach the scheduler.
+_REPORT_GRACE_S = 1.0
+
+
+def dask_ingest(
+    chunks: Iterable[list[str]],
+    config: Any,
+    ingest: IngestChunk,
+    *,
+    workers: int,
+    window: int,
+    scheduler: str | None = None,
+    timeout: float | None = None,
+) -> ChunkResults:
+    """Ingest chunks on a Dask cluster with at most ``window`` chunks in flight.
+
+    ``scheduler`` is the address of an existing cluster; otherwise a ``LocalCluster`` of
+    ``workers`` single-threaded processes is started (and closed when the generator ends,
+    also on Ctrl-C). A chunk whose worker dies is retried one file per task so the
+    crash is pinned on one file, which then gets an ``error`` row (``decode_error``).
+    With ``timeout``, a file still being ingested after that many seconds makes its
+    worker report it and exit (:func:`watched_ingest`; the nanny starts a fresh process):
+    that file gets an ``error`` row (``timeout``) and the rest of its chunk is retried.
+    """
+    chunks = iter(chunks)
+    with _client(workers, scheduler) as client:
+        log.info("decoding on Dask: %s", client)
+        tasks = _Tasks(client, ingest, config, timeout)
+        for paths in islice(chunks, window):
+            tasks.submit(paths)
+        for future in tasks.completed:
+            paths, results = tasks.collect(future)
+            if not paths:
+                continue
+            for refill in islice(chunks, max(0, window - tasks.in_flight)):
+                tasks.submit(refill)
+            yield paths, results
+
+
+@contextlib.contextmanager
+def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
+    """A Dask client of the cluster at ``scheduler``, or of a new ``LocalCluster``."""
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            yield stack.enter_context(Client(scheduler))
+            return
+        stack.enter_context(dask.config.set(LOCAL_CLUSTER_CONFIG))
+        with _sigint_ignored(), _worker_malloc_environ():  # both inherited by the workers
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+        stack.enter_context(cluster)
+        yield stack.enter_context(Client(cluster))
+
+
+class _Tasks:
+    """The chunk tasks in flight on one client: submission, completion, and retries."""
+
+    def __init__(self, client: Any, ingest: IngestChunk, config: Any, timeout: float | None):
+        from dask.distributed import as_completed
+
+        self.client = client
+        self.ingest = ingest
+        self.config = config
+        self.timeout = timeout
+        self.since = time.time()
+        self.completed = as_completed()
+        self._paths_of: dict[str, list[str]] = {}
+        self._deaths: dict[str, int] = {}
+
+    @property
+    def in_flight(self) -> int:
+        """Chunks submitted and not yet collected."""
+        return len(self._paths_of)
+
+    def submit(self, paths: list[str]) -> None:
+        """Start one task on ``paths`` (watched by a per-file deadline with a timeout)."""
+        if self.timeout is None:
+            future = self.client.submit(self.ingest, paths, self.config, pure=False)
+        else:
+            future = self.client.submit(
+                watched_ingest, self.ingest, paths, self.config, self.timeout, pure=False
+            )
+        self._paths_of[future.key] = paths
+        self.completed.add(future)
+
+    def collect(self, future: Any) -> tuple[list[str], list[ImageResult]]:
+        """A finished task's paths and rows; after a worker death, the files blamed and
+        their rows (the rest of the chunk is submitted again), possibly none."""
+        from distributed.scheduler import KilledWorker
+
+        paths = self._paths_of.pop(future.key)
+        try:
+            results: list[ImageResult] = future.result()
+        except KilledWorker:
+            hung = _reported_hung(self.client, self.since) if self.timeout is not None else set()
+            retry, paths, results = after_worker_death(paths, hung, self._deaths, self.timeout)
+            for again in retry:
+                self.submit(again)
+            return paths, results
+        future.release()
+        return paths, results
+
+
+#: Dask settings of the LocalCluster a scan starts. Retries of crashed tasks are ours (per
+#: file, see :func:`batchfrac.scan.retry.after_worker_death`), not the scheduler's.
+#: Saturation 1.0: a worker holds only the task it runs, none queued behind it, so a worker
+#: killed by one file takes no innocent task down with it (at the default 1.1 a
+#: single-threaded worker holds two, and the second one's file could be blamed).
+#: Recommended for a ``--scheduler`` cluster.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.scheduler.allowed-failures": 0,
+    "distributed.scheduler.worker-saturation": 1.0,
+}
+
+#: glibc malloc settings of our LocalCluster's workers (see :func:`_worker_malloc_environ`).
+WORKER_MALLOC_ENVIRON = {
+    "MALLOC_MMAP_THRESHOLD_": str(64 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
+}
+
+
+@contextlib.contextmanager
+def _worker_malloc_environ() -> Iterator[None]:
+    """Start worker processes that reuse freed image buffers (:data:`WORKER_MALLOC_ENVIRON`).
+
+    Dask starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, and setting any malloc
+    threshold freezes glibc's mmap threshold at 128 KiB: every full-resolution frame
+    (tens of MB, several per file) is then a fresh ``mmap`` the kernel must zero page
+    by page, and ``munmap``-ed when freed. On 788 radiographs that was 18 s of system
+    time on 2 cores. Buffers up to 64 MiB now come from the heap, which keeps up to
+    256 MiB free for the next file; a worker's footprint stays bounded by one file.
+
+    A nanny takes these from ``distributed.nanny.pre-spawn-environ`` unless this process's
+    environment already names them (an earlier cluster in this process leaves Dask's
+    values there), so both are set while the cluster starts, then restored.
+    """
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    environ.update(WORKER_MALLOC_ENVIRON)
+    saved = {key: os.environ.get(key) for key in WORKER_MALLOC_ENVIRON}
+    os.environ.update(WORKER_MALLOC_ENVIRON)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def watched_ingest(
+    ingest: IngestChunk, paths: Sequence[str], config: Any, timeout: float
+) -> list[ImageResult]:
+    """Worker side: ``ingest`` one file at a time, each within ``timeout`` seconds.
+
+    A file still running at its deadline (a codec stuck in C code cannot be interrupted)
+    is named on the :data:`TIMEOUT_TOPIC` event topic, then the worker process exits; the
+    driver reads the event when the task fails (see :func:`dask_ingest`).
+    """
+    from distributed import get_worker
+
+    worker = get_worker()
+
+    def give_up(path: str, seconds: float) -> None:
+        log.error("%s still decoding after %s s: restarting this worker", path, seconds)
+        worker.log_event(TIMEOUT_TOPIC, {"path": path, "seconds": seconds})
+        time.sleep(_REPORT_GRACE_S)
+        os._exit(1)
+
+    results: list[ImageResult] = []
+    with Watchdog(timeout, give_up) as dog:
+        for path in paths:
+            with dog.watch(path):
+                results += ingest([path], config)
+    return results
+
+
+def _reported_hung(client: Any, since: float) -> set[str]:
+    """Paths that workers reported on :data:`TIMEOUT_TOPIC` (see :func:`watched_ingest`)
+    at or after ``since`` (``time.time()``; a long-lived cluster keeps older events)."""
+    return {msg["path"] for when, msg in client.get_events(TIMEOUT_TOPIC) if when >= since}
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while worker processes start, so they inherit "ignore".
+
+    Ctrl-C reaches the whole process group; only the driver should act on it (stop
+    submitting, close the cluster, keep finished parts) instead of every worker
+    printing a traceback.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,95 @@
+"""Feeding finished chunks to batched inference, and writing each chunk's part file.
+
+The ok images of every finished chunk go into one :class:`~batchfrac.scan.inference.BatchQueue`,
+so the trunk always sees full batches whatever the chunk sizes; a chunk's part file is
+written as soon as its last image has been predicted, and pixels are dropped as soon as
+their batch has run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..defaults import DEFAULT_LOW_CONFIDENCE
+from ..enums import Status
+from ..records import ImageResult, Prediction
+from ..report.rows import ImageRow, image_row
+from .chunks import NullObserver, ScanObserver
+from .inference import BatchPredictor, BatchQueue
+
+
+@dataclass
+class _Chunk:
+    results: list[ImageResult]
+    predictions: list[Prediction | None]
+    outstanding: int
+
+
+class ChunkInference:
+    """Feeds the ok images of finished chunks into fixed-size batches and writes parts.
+
+    A chunk's part file is written as soon as its last image has been predicted; the
+    final batch is padded by :meth:`finish`.
+    """
+
+    def __init__(
+        self,
+        predictor: BatchPredictor,
+        write_part: Callable[[list[ImageRow]], object],
+        *,
+        low_confidence: float = DEFAULT_LOW_CONFIDENCE,
+        observer: ScanObserver | None = None,
+    ) -> None:
+        self.queue: BatchQueue[tuple[int, int]] = BatchQueue(predictor)
+        self.write_part = write_part
+        self.low_confidence = low_confidence
+        self.observer = observer or NullObserver()
+        self._chunks: dict[int, _Chunk] = {}
+        self._next_id = 0
+        self.files = 0
+        self.decode_ms = 0.0
+
+    def add(self, paths: Sequence[str], results: list[ImageResult]) -> None:
+        """Take one chunk's ingest results (``>= 1`` per path)."""
+        chunk_id, self._next_id = self._next_id, self._next_id + 1
+        self.files += len(paths)
+        self.decode_ms += sum(result.decode_ms for result in results)
+        chunk = _Chunk(list(results), [None] * len(results), 0)
+        self._chunks[chunk_id] = chunk
+        ready: list[tuple[tuple[int, int], Prediction]] = []
+        for index, result in enumerate(results):
+            if result.status is not Status.OK:
+                continue
+            if result.pixels is None:
+                raise ValueError(f"ok ingest result without pixels: {result.file.path}")
+            chunk.outstanding += 1
+            ready += self.queue.put((chunk_id, index), result.pixels)
+            chunk.results[index] = dataclasses.replace(result, pixels=None)  # free it now
+        self._complete(ready)
+        if chunk.outstanding == 0 and chunk_id in self._chunks:
+            self._write(chunk_id)
+
+    def finish(self) -> None:
+        """Run the last (padded) batch and write every remaining chunk."""
+        self._complete(self.queue.flush())
+        if self._chunks:
+            raise RuntimeError(f"{len(self._chunks)} chunks still waiting after the last batch")
+
+    def _complete(self, ready: list[tuple[tuple[int, int], Prediction]]) -> None:
+        for (chunk_id, index), prediction in ready:
+            chunk = self._chunks[chunk_id]
+            chunk.predictions[index] = prediction
+            chunk.outstanding -= 1
+            if chunk.outstanding == 0:
+                self._write(chunk_id)
+
+    def _write(self, chunk_id: int) -> None:
+        chunk = self._chunks.pop(chunk_id)
+        rows = [
+            image_row(r, p, low_confidence=self.low_confidence)
+            for r, p in zip(chunk.results, chunk.predictions, strict=True)
+        ]
+        self.write_part(rows)
+        self.observer.chunk_written(rows)

@@ -1,0 +1,64 @@
+"""What to do when a Dask worker dies on a chunk: the retry policy and its error rows.
+
+Pure functions, tested on their own: the Dask loop in :mod:`batchfrac.scan.cluster`
+only carries out what :func:`after_worker_death` decides.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..enums import Reason, Status
+from ..ingest.walk import file_stat
+from ..records import FileStat, ImageResult
+
+log = logging.getLogger(__name__)
+
+WORKER_DIED = "the worker process decoding this file died (crash or out of memory)"
+#: Times a file, alone in its task, may kill a worker before it gets an ``error`` row.
+SINGLE_FILE_ATTEMPTS = 3
+
+
+def after_worker_death(
+    paths: list[str], hung: set[str], deaths: dict[str, int], timeout: float | None
+) -> tuple[list[list[str]], list[str], list[ImageResult]]:
+    """A chunk's worker died: (chunks to submit again, files blamed, their rows).
+
+    A file the worker reported as hung gets a ``timeout`` row and the rest of the chunk
+    goes again. Otherwise tasks queued on a dying worker fail with it, so a file is only
+    blamed (``decode_error``) after it alone killed a worker SINGLE_FILE_ATTEMPTS times.
+    """
+    stuck = [path for path in paths if path in hung]
+    if stuck:
+        log.error("gave up on %s after %s s (worker restarted)", stuck, timeout)
+        rest = [path for path in paths if path not in hung]
+        return ([rest] if rest else []), stuck, [timed_out(path, timeout) for path in stuck]
+    if len(paths) > 1:
+        log.warning("a worker died on a chunk of %d files; retrying them one by one", len(paths))
+        return [[path] for path in paths], [], []
+    deaths[paths[0]] = deaths.get(paths[0], 0) + 1
+    if deaths[paths[0]] < SINGLE_FILE_ATTEMPTS:
+        return [paths], [], []
+    log.error("a worker died while reading %s", paths[0])
+    return [], paths, [worker_died(paths[0])]
+
+
+def worker_died(path: str) -> ImageResult:
+    """The ``error`` row of a file whose decoding process died."""
+    return ImageResult(
+        _stat_or_empty(path), Status.ERROR, Reason.DECODE_ERROR, None, detail=WORKER_DIED
+    )
+
+
+def _stat_or_empty(path: str) -> FileStat:
+    try:
+        return file_stat(Path(path))
+    except OSError:
+        return FileStat(path=path, size=0, mtime_ns=0)
+
+
+def timed_out(path: str, seconds: float | None) -> ImageResult:
+    """The ``error`` row of a file its worker gave up on after ``seconds``."""
+    detail = f"still decoding after {seconds} s; the worker process was restarted"
+    return ImageResult(_stat_or_empty(path), Status.ERROR, Reason.TIMEOUT, None, detail=detail)
