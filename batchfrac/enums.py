@@ -33,6 +33,11 @@ class Bone(str, Enum):
             raise ValueError(f"not a MURA body part folder: {part!r} (expected XR_<PART>)")
         return cls(part[3:].lower())
 
+    @property
+    def head(self) -> Head:
+        """The bundle head that classifies this bone."""
+        return Head(self.value)
+
 
 class Head(str, Enum):
     """A trainable task of the model bundle: the router or one bone classifier."""
@@ -86,11 +91,53 @@ _SKIP_REASONS = frozenset(
 )
 
 
+class ImageFlag(str, Enum):
+    """A note on an image row that does not change its status (``images.flags``)."""
+
+    #: File without the 128-byte preamble and ``DICM`` magic (a legacy raw data set).
+    NO_PREAMBLE = "no_preamble"
+    #: Colour photometric interpretation reduced to luma.
+    COLOUR_TO_GREY = "colour_to_grey"
+    #: Multi-frame file of which only frame 0 was decoded.
+    FIRST_FRAME_ONLY = "first_frame_only"
+    #: Decoded smaller than Rows x Columns (JPEG 2000 at a reduced wavelet level).
+    REDUCED_RESOLUTION = "reduced_resolution"
+    #: The path is not UTF-8; the report shows it with ``\\xNN`` escapes.
+    NON_UTF8_PATH = "non_utf8_path"
+    #: (0018,0015) Body Part Examined names a bone other than the router's.
+    BODYPART_MISMATCH = "bodypart_mismatch"
+    #: The router's confidence is below the scan's ``low_confidence``.
+    LOW_ROUTER_CONFIDENCE = "low_router_confidence"
+
+
+class StudyFlag(str, Enum):
+    """A note on a study row (``studies.flags``), in the order they are written."""
+
+    #: The study's images were routed to different bones.
+    MIXED_BONES = "mixed_bones"
+    #: Some files of the study are ``error`` rows.
+    HAS_ERRORS = "has_errors"
+    #: An ok image without (0020,000D) Study Instance UID: its own study.
+    MISSING_STUDY_UID = "missing_study_uid"
+    #: The study's images carry more than one (0010,0020) Patient ID.
+    MULTIPLE_PATIENT_IDS = "multiple_patient_ids"
+    #: Carried up from an image row.
+    BODYPART_MISMATCH = "bodypart_mismatch"
+    #: Carried up from an image row.
+    LOW_ROUTER_CONFIDENCE = "low_router_confidence"
+
+
 class Label(str, Enum):
     """Per-bone classifier classes, in head output order."""
 
     NORMAL = "normal"
     ABNORMAL = "abnormal"
+
+    @property
+    def column(self) -> int:
+        """The column of this class in a bone head's output (``Label.ABNORMAL.column`` is
+        the positive class, whose probability every report and metric uses)."""
+        return list(Label).index(self)
 
 
 class Routing(str, Enum):

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from .network import build_backbone, build_full_model, build_head, split_backbone
+from .padding import pad_batch
 from .weightfile import assign_arrays, read_weight_file
 
 MIN_BUCKET = 8
@@ -69,10 +70,7 @@ class _Batcher:
         n = len(inputs[0])
         size = self._padded_size(n)
         self.sizes.add(size)
-        if size > n:
-            inputs = [
-                np.concatenate([a, np.zeros((size - n, *a.shape[1:]), a.dtype)]) for a in inputs
-            ]
+        inputs = [pad_batch(a, size) for a in inputs]
         outputs = self.model.predict_on_batch(inputs if len(inputs) > 1 else inputs[0])
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]

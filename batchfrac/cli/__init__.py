@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typer
 
+from ..exitcodes import ExitCode
 from . import doctor, evaluate, export, models, preview, scan, synth, train
 
 app = typer.Typer(
@@ -52,8 +53,8 @@ def _root(
 def main() -> None:
     """Console-script entry point.
 
-    Exit codes are part of the interface (cron and schedulers read them): 0 success,
-    3 finished with some ``error`` rows, 1 fatal. Click reports bad arguments with
+    Exit codes are part of the interface (cron and schedulers read them); they are the
+    one table :class:`batchfrac.exitcodes.ExitCode`. Click reports bad arguments with
     code 2; the console script maps that to 1 so that every fatal start-up problem
     (bad arguments, unreadable bundle, missing archive) reads the same.
     """
@@ -61,7 +62,7 @@ def main() -> None:
         app()
     except SystemExit as exc:
         if exc.code == _CLICK_USAGE_ERROR:
-            raise SystemExit(1) from None
+            raise SystemExit(ExitCode.FATAL) from None
         raise
 
 

@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 
 from ..defaults import DEFAULT_MODALITIES
-
-EXIT_WOULD_FAIL = 3
+from ..exitcodes import ExitCode
 
 
 def doctor(
@@ -56,4 +55,4 @@ def doctor(
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         print_report(report, Console())
-    raise typer.Exit(code=EXIT_WOULD_FAIL if report.would_fail else 0)
+    raise typer.Exit(ExitCode.PARTIAL if report.would_fail else ExitCode.OK)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..exitcodes import ExitCode
 from .options import LabelsCsv
 
 
@@ -54,7 +55,7 @@ def evaluate(
     errors = Console(stderr=True)
     if plots and out is None:
         errors.print("[red]error:[/red] --plots needs --out DIR")
-        raise typer.Exit(code=2)
+        raise typer.Exit(ExitCode.FATAL)
     config = EvalConfig(data=data, bundle=bundle, split=split, labels=labels, batch_size=batch_size)
     try:
         with Progress(console=errors, transient=True) as progress:
@@ -65,7 +66,7 @@ def evaluate(
             )
     except BatchfracError as exc:
         errors.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=1) from exc
+        raise typer.Exit(ExitCode.FATAL) from exc
     render(result, console)
     if out is not None:
         written = write_outputs(result, out)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ..exitcodes import ExitCode
+
 
 def export(
     outdir: Annotated[
@@ -33,6 +35,6 @@ def export(
             written.append(write_index(outdir))
     except (OSError, ValueError, KeyError) as exc:
         typer.echo(f"error: cannot export {outdir}: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.FATAL) from None
     for path in written:
         typer.echo(str(path))

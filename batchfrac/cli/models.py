@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from ..exitcodes import ExitCode
+
 app = typer.Typer(help="Inspect model bundles.", no_args_is_help=True)
 
 
@@ -32,7 +34,7 @@ def info(
         summary = bundle_summary(ModelBundle.load(bundle))
     except BundleError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
+        raise typer.Exit(ExitCode.FATAL) from exc
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:

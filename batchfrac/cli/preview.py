@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ..exitcodes import ExitCode
+
 
 def preview(
     file: Annotated[
@@ -43,14 +45,14 @@ def preview(
         chosen = PreprocessSpec.from_json(spec.read_text("utf-8")) if spec else PreprocessSpec()
     except SpecError as exc:
         typer.echo(f"error: {spec}: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
+        raise typer.Exit(ExitCode.FATAL) from exc
     try:
         frames = read_frames(file)
     except FileRejected as exc:
         typer.echo(f"error: cannot preview {file}: {exc}", err=True)
-        raise typer.Exit(code=1) from exc
+        raise typer.Exit(ExitCode.FATAL) from exc
     if frame >= len(frames):
         typer.echo(f"error: --frame {frame}: {file} has {len(frames)} frame(s)", err=True)
-        raise typer.Exit(code=2)
+        raise typer.Exit(ExitCode.FATAL)
     written = write_png(render_panel(frames[frame], chosen), preview_path(out, file))
     typer.echo(str(written))

@@ -11,9 +11,7 @@ import typer
 
 from ..defaults import DEFAULT_MODALITIES, DEFAULT_TIMEOUT_S
 from ..enums import Routing
-
-EXIT_FATAL = 1
-EXIT_INTERRUPTED = 130
+from ..exitcodes import ExitCode
 
 
 def scan(
@@ -91,17 +89,17 @@ def scan(
         )
     except ValueError as exc:
         err.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
-        raise typer.Exit(EXIT_FATAL) from None
+        raise typer.Exit(ExitCode.FATAL) from None
     progress = ScanProgress(err, disable=quiet or not sys.stderr.isatty())
     try:
         with progress:
             summary = run_scan(config, progress)
     except KeyboardInterrupt:
         err.print(f"interrupted: finished work is kept in {out}; run the same command to resume")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
     except (BatchfracError, OSError) as exc:
         err.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
-        raise typer.Exit(EXIT_FATAL) from None
+        raise typer.Exit(ExitCode.FATAL) from None
     if summary.run["bundle"]["demo"]:
         notice = summary.run["bundle"]["notice"]
         err.print(f"WARNING: {notice}", style="bold red", markup=False, highlight=False)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..exitcodes import ExitCode
 from ..synth.config import Layout, Syntax
 
 
@@ -19,7 +20,7 @@ def _parse_syntaxes(values: list[str] | None) -> tuple[Syntax, ...]:
     except ValueError as exc:
         choices = ", ".join(s.value for s in Syntax)
         typer.echo(f"error: --syntaxes: {exc}; choose from: {choices}", err=True)
-        raise typer.Exit(code=2) from exc
+        raise typer.Exit(ExitCode.FATAL) from exc
 
 
 def synth(
@@ -74,10 +75,10 @@ def synth(
 
     if min_size > max_size:
         typer.echo(f"error: --min-size {min_size} > --max-size {max_size}", err=True)
-        raise typer.Exit(code=2)
+        raise typer.Exit(ExitCode.FATAL)
     if out.exists() and any(out.iterdir()):
         typer.echo(f"error: {out} is not empty (synth writes a fresh tree)", err=True)
-        raise typer.Exit(code=2)
+        raise typer.Exit(ExitCode.FATAL)
     config = SynthConfig(
         studies=studies,
         seed=seed,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..enums import Head
+from ..exitcodes import ExitCode
 from ..train.recipe import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
@@ -100,10 +101,10 @@ def train(
         )
     except BatchfracError as exc:
         console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=1) from exc
+        raise typer.Exit(ExitCode.FATAL) from exc
     except KeyboardInterrupt:
         console.print(f"interrupted: bundle {bundle} left unchanged")
-        raise typer.Exit(code=130) from None
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
     metrics = result.meta["validation_metrics"]
     summary = ", ".join(
         f"{k} {metrics[k]:.3f}" for k in ("accuracy", "f1", "auroc") if metrics.get(k) is not None

@@ -128,7 +128,7 @@ def head_targets(samples: Sequence[Sample], head: Head) -> np.ndarray:
 
 def label_targets(samples: Sequence[Sample]) -> np.ndarray:
     """Normal/abnormal class indices (int64) of ``samples``, whatever their bone."""
-    return np.array([list(Label).index(s.label) for s in samples], dtype=np.int64)
+    return np.array([s.label.column for s in samples], dtype=np.int64)
 
 
 def parse_label(value: str) -> Label:

@@ -29,6 +29,7 @@ from .. import __version__
 from ..bundle.format import ModelBundle
 from ..datasets.samples import Dataset, SourceKind
 from ..enums import Bone, Head, Label
+from ..report.aggregate import study_bone
 from ..train.batches import ImageLoader, ingest_fetcher
 from ..train.trainer import load_labelled
 from .metrics import MulticlassMetrics, average_row, binary_metrics, multiclass_metrics
@@ -40,7 +41,6 @@ IMAGE = "image"
 STUDY = "study"
 AVERAGE = "average"
 OVERALL = "overall"
-_ABNORMAL = list(Label).index(Label.ABNORMAL)
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,8 @@ def predict(
             members = np.flatnonzero(wanted)
             if members.size == 0:
                 continue
-            probs = bundle.head_probs(bone.value, [f[members] for f in features])[:, _ABNORMAL]
+            probs = bundle.head_probs(bone.head, [f[members] for f in features])
+            probs = probs[:, Label.ABNORMAL.column]
             rows = start + members
             oracle[rows[truth[members] == b]] = probs[truth[members] == b]
             if router is not None:
@@ -176,11 +177,19 @@ def cases(
         study_head = study_truth
     else:
         assert p.router is not None
-        confidence = p.router.max(axis=1)
-        totals = np.zeros((n_groups, len(bones)))
-        np.add.at(totals, (group, head_bone), confidence)
-        study_head = totals.argmax(axis=1)  # first of equal totals, as in aggregate.py
+        study_head = _study_heads(group, n_groups, head_bone, p.router.max(axis=1))
     return study_truth, study_y, study_prob, thr_by_index[study_head], counts == 0
+
+
+def _study_heads(
+    group: np.ndarray, n_groups: int, head_bone: np.ndarray, confidence: np.ndarray
+) -> np.ndarray:
+    """Router class index of each study's bone, by the scan's own rule (``study_bone``)."""
+    bones = list(Bone)
+    routed: list[list[tuple[Bone, float]]] = [[] for _ in range(n_groups)]
+    for g, b, c in zip(group.tolist(), head_bone.tolist(), confidence.tolist(), strict=True):
+        routed[g].append((bones[b], c))
+    return np.array([bones.index(study_bone(images)) for images in routed], dtype=np.int64)
 
 
 def _reference(bone: Bone | None, mura: bool, mode: str, level: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from time import perf_counter
 
 from ..defaults import DEFAULT_MODALITIES
-from ..enums import Reason, Status
+from ..enums import ImageFlag, Reason, Status
 from ..errors import FileRejected
 from ..records import DicomHeader, FileStat, ImageResult
 from .decode import DecodePolicy, FramePolicy, decode
@@ -23,12 +23,6 @@ from .preprocess import PreprocessSpec, preprocess
 from .walk import file_stat
 
 __all__ = ["IngestConfig", "ingest_chunk", "ingest_file"]
-
-#: ``ImageResult.flags`` values set here.
-FLAG_NO_PREAMBLE = "no_preamble"  # file without the 128-byte preamble and DICM magic
-FLAG_COLOUR_TO_GREY = "colour_to_grey"  # colour photometric interpretation reduced to luma
-FLAG_FIRST_FRAME_ONLY = "first_frame_only"  # multi-frame file, frames > 0 not decoded
-FLAG_REDUCED_RESOLUTION = "reduced_resolution"  # decoded smaller than Rows x Columns
 
 
 @dataclass(frozen=True)
@@ -93,7 +87,7 @@ def ingest_file(path: Path, config: IngestConfig) -> list[ImageResult]:
                     header=header,
                     frame=index,
                     decode_ms=decode_ms + (perf_counter() - start) * 1000,
-                    flags=(*flags, FLAG_REDUCED_RESOLUTION) if reduced else flags,
+                    flags=(*flags, ImageFlag.REDUCED_RESOLUTION.value) if reduced else flags,
                     pixels=pixels,
                 )
             )
@@ -124,11 +118,11 @@ def _rejected(
 def _flags(header: DicomHeader, policy: DecodePolicy | None) -> tuple[str, ...]:
     flags = []
     if not header.has_preamble:
-        flags.append(FLAG_NO_PREAMBLE)
+        flags.append(ImageFlag.NO_PREAMBLE.value)
     if policy is not None:
         photometric = (header.photometric_interpretation or "").upper()
         if photometric and not photometric.startswith("MONOCHROME"):
-            flags.append(FLAG_COLOUR_TO_GREY)
+            flags.append(ImageFlag.COLOUR_TO_GREY.value)
         if policy.frames is FramePolicy.FIRST and header.number_of_frames > 1:
-            flags.append(FLAG_FIRST_FRAME_ONLY)
+            flags.append(ImageFlag.FIRST_FRAME_ONLY.value)
     return tuple(flags)

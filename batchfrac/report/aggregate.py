@@ -22,25 +22,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..enums import Bone, Label, Status
-from .bodypart import BODYPART_MISMATCH, LOW_ROUTER_CONFIDENCE
+from ..enums import Bone, ImageFlag, Label, Status, StudyFlag
 from .rows import ImageRow, StudyRow
 
-MIXED_BONES = "mixed_bones"
-HAS_ERRORS = "has_errors"
-MISSING_STUDY_UID = "missing_study_uid"
-MULTIPLE_PATIENT_IDS = "multiple_patient_ids"
-
-#: Study flags in the order they are written; image flags listed here are carried up.
-STUDY_FLAGS = (
-    MIXED_BONES,
-    HAS_ERRORS,
-    MISSING_STUDY_UID,
-    MULTIPLE_PATIENT_IDS,
-    BODYPART_MISMATCH,
-    LOW_ROUTER_CONFIDENCE,
-)
-_CARRIED_IMAGE_FLAGS = frozenset({BODYPART_MISMATCH, LOW_ROUTER_CONFIDENCE})
+#: Image flags a study row carries up from its images.
+_CARRIED_IMAGE_FLAGS = {
+    ImageFlag.BODYPART_MISMATCH.value: StudyFlag.BODYPART_MISMATCH,
+    ImageFlag.LOW_ROUTER_CONFIDENCE.value: StudyFlag.LOW_ROUTER_CONFIDENCE,
+}
 
 
 @dataclass
@@ -49,14 +38,23 @@ class _Study:
     n_errors: int = 0
 
 
-def study_bone(rows: Iterable[ImageRow]) -> Bone:
-    """The bone with the largest summed router confidence (ties: first in router order)."""
+def study_bone(routed: Iterable[tuple[Bone, float]]) -> Bone:
+    """A study's bone from its images' ``(routed bone, router confidence)``: the bone with
+    the largest summed confidence (ties: first in router order).
+
+    The one rule for the study bone: the scan's aggregation and ``batchfrac evaluate``'s
+    routed study-level results both call it.
+    """
     totals = {bone: 0.0 for bone in Bone}
-    for row in rows:
-        if row.bone is None or row.bone_confidence is None:
-            raise ValueError(f"ok row without a routed bone: {row.path}")
-        totals[Bone(row.bone)] += row.bone_confidence
+    for bone, confidence in routed:
+        totals[bone] += confidence
     return max(Bone, key=lambda bone: totals[bone])  # max keeps the first of equal keys
+
+
+def _routed(row: ImageRow) -> tuple[Bone, float]:
+    if row.bone is None or row.bone_confidence is None:
+        raise ValueError(f"ok row without a routed bone: {row.path}")
+    return Bone(row.bone), row.bone_confidence
 
 
 def aggregate_studies(rows: Iterable[ImageRow], thresholds: Mapping[Bone, float]) -> list[StudyRow]:
@@ -76,23 +74,23 @@ def aggregate_studies(rows: Iterable[ImageRow], thresholds: Mapping[Bone, float]
 def _study_row(study: _Study, thresholds: Mapping[Bone, float]) -> StudyRow:
     images = sorted(study.ok, key=lambda r: (r.path, r.frame))
     first = images[0]
-    bone = study_bone(images)
+    bone = study_bone(_routed(row) for row in images)
     probs = [r.abnormal_probability for r in images]
     if any(p is None for p in probs):
         raise ValueError(f"ok row without a probability in study {first.study_instance_uid}")
     probability = sum(p for p in probs if p is not None) / len(probs)
     threshold = float(thresholds[bone])
-    flags = set()
+    flags: set[StudyFlag] = set()
     if len({r.bone for r in images}) > 1:
-        flags.add(MIXED_BONES)
+        flags.add(StudyFlag.MIXED_BONES)
     if study.n_errors:
-        flags.add(HAS_ERRORS)
+        flags.add(StudyFlag.HAS_ERRORS)
     if first.study_instance_uid is None:
-        flags.add(MISSING_STUDY_UID)
+        flags.add(StudyFlag.MISSING_STUDY_UID)
     if len({r.patient_id for r in images if r.patient_id is not None}) > 1:
-        flags.add(MULTIPLE_PATIENT_IDS)
+        flags.add(StudyFlag.MULTIPLE_PATIENT_IDS)
     for row in images:
-        flags.update(_CARRIED_IMAGE_FLAGS.intersection(row.flags))
+        flags.update(_CARRIED_IMAGE_FLAGS[f] for f in row.flags if f in _CARRIED_IMAGE_FLAGS)
     return StudyRow(
         study_instance_uid=first.study_instance_uid,
         patient_id=first.patient_id,
@@ -103,5 +101,5 @@ def _study_row(study: _Study, thresholds: Mapping[Bone, float]) -> StudyRow:
         abnormal_probability=probability,
         prediction=(Label.ABNORMAL if probability > threshold else Label.NORMAL).value,
         threshold=threshold,
-        flags=tuple(f for f in STUDY_FLAGS if f in flags),
+        flags=tuple(f.value for f in StudyFlag if f in flags),
     )

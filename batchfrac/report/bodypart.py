@@ -11,11 +11,7 @@ import re
 from collections.abc import Mapping
 
 from ..defaults import DEFAULT_LOW_CONFIDENCE
-from ..enums import Bone
-
-BODYPART_MISMATCH = "bodypart_mismatch"
-LOW_ROUTER_CONFIDENCE = "low_router_confidence"
-
+from ..enums import Bone, ImageFlag
 
 _ARM = frozenset({Bone.HUMERUS, Bone.FOREARM})
 
@@ -93,7 +89,7 @@ def routing_flags(
     flags: list[str] = []
     compatible = bones_for_body_part(body_part)
     if compatible is not None and bone not in compatible:
-        flags.append(BODYPART_MISMATCH)
+        flags.append(ImageFlag.BODYPART_MISMATCH.value)
     if confidence < low_confidence:
-        flags.append(LOW_ROUTER_CONFIDENCE)
+        flags.append(ImageFlag.LOW_ROUTER_CONFIDENCE.value)
     return tuple(flags)

@@ -11,11 +11,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..defaults import DEFAULT_LOW_CONFIDENCE
-from ..enums import Reason, Status
+from ..enums import ImageFlag, Reason, Status
 from ..records import ImageResult, Prediction
 from .bodypart import routing_flags
-
-NON_UTF8_PATH = "non_utf8_path"
 
 
 def report_path(path: str) -> str:
@@ -121,7 +119,7 @@ def image_row(
     flags = list(result.flags)
     path = report_path(result.file.path)
     if path != result.file.path:
-        flags.append(NON_UTF8_PATH)
+        flags.append(ImageFlag.NON_UTF8_PATH.value)
     bone = confidence = probability = None
     if prediction is not None:
         if result.status is not Status.OK:

@@ -4,7 +4,8 @@ Schema file format (``images``, ``studies``)::
 
     {"name": str, "version": "MAJOR.MINOR.PATCH", "description": str,
      "fields": [{"name": str, "type": TYPE, "nullable": bool, "description": str,
-                 "enum": [str, ...]  (optional: the only values a string column may hold)}]}
+                 "enum": [str, ...]  (optional: the only values a string column, or the
+                                      items of a list<string> column, may hold)}]}
 
 ``TYPE`` is one of ``string``, ``int32``, ``int64``, ``float32``, ``float64``, ``bool``,
 ``list<string>``. ``run.schema.json`` is a JSON Schema for ``run.json``.
@@ -130,6 +131,8 @@ def check_table(table: pa.Table, schema: ReportSchema) -> None:
                 f"{schema.name}.{spec.name}: {column.null_count} nulls in a required column"
             )
         if spec.enum is not None:
+            if spec.type == "list<string>":
+                column = pc.list_flatten(column)
             bad = pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, pa.array(spec.enum))))
             if pc.any(bad).as_py():
                 found = pc.unique(pc.filter(column, bad)).to_pylist()

@@ -15,6 +15,7 @@ from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
+from ..bundle.padding import pad_batch
 from ..enums import Bone, Head, Label, Routing
 from ..records import Prediction
 
@@ -33,10 +34,6 @@ class InferenceBundle(Protocol):
     def trunk_features(self, x: np.ndarray) -> list[np.ndarray]: ...
 
     def head_probs(self, name: Head, features: list[np.ndarray]) -> np.ndarray: ...
-
-
-#: Column of P(abnormal) in a bone head's output (heads emit Label order: normal, abnormal).
-_ABNORMAL = list(Label).index(Label.ABNORMAL)
 
 
 class BatchPredictor:
@@ -99,11 +96,7 @@ class BatchPredictor:
                 f"got {images.shape}"
             )
         started = time.perf_counter()
-        if n == self.batch_size and images.dtype == np.float32:
-            batch = images
-        else:
-            batch = np.zeros((self.batch_size, size, size, 3), np.float32)
-            batch[:n] = images
+        batch = pad_batch(np.asarray(images, dtype=np.float32), self.batch_size)
         features = [np.asarray(f)[:n] for f in self.bundle.trunk_features(batch)]
         self.trunk_images += self.batch_size
         router = self._head(Head.ROUTER, features)
@@ -130,14 +123,14 @@ class BatchPredictor:
         for column, bone in enumerate(self.router_bones):
             members = np.flatnonzero(best == column)
             if members.size:
-                probs = self._head(Head(bone.value), [f[members] for f in features])
-                abnormal[members] = probs[:, _ABNORMAL]
+                probs = self._head(bone.head, [f[members] for f in features])
+                abnormal[members] = probs[:, Label.ABNORMAL.column]
         return abnormal
 
     def _soft(self, features: list[np.ndarray], router: np.ndarray) -> np.ndarray:
+        column = Label.ABNORMAL.column
         per_bone = np.stack(
-            [self._head(Head(bone.value), features)[:, _ABNORMAL] for bone in self.router_bones],
-            axis=1,
+            [self._head(bone.head, features)[:, column] for bone in self.router_bones], axis=1
         )
         return np.sum(router * per_bone, axis=1)
 

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss
 
+from ..bundle.padding import pad_batch
 from ..errors import BatchfracError
 from .batches import ImageBatches
 
@@ -84,13 +85,6 @@ def categorical_loss(val: ImageBatches, probs: np.ndarray) -> float:
     return float(log_loss(val.targets, probs, labels=range(val.n_classes)))
 
 
-def _padded(batch: np.ndarray, size: int) -> np.ndarray:
-    """``batch`` zero-padded to ``size`` rows: one traced predict function per run."""
-    if len(batch) >= size:
-        return batch
-    return np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)])
-
-
 def _step(model: keras.Model, x: object, y: np.ndarray, w: np.ndarray) -> dict[str, float]:
     model.reset_metrics()  # per-batch values; the loop averages them over the epoch
     logs = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
@@ -126,7 +120,7 @@ class HeadSteps:
             features = self._features.get(index)
             if features is None:
                 images = batches[index][0]
-                features = self._trunk(_padded(images, batches.batch_size))
+                features = self._trunk(pad_batch(images, batches.batch_size))
                 size = sum(f.nbytes for f in features)
                 if size <= self._budget:
                     self._features[index] = features
@@ -161,7 +155,7 @@ class FullSteps:
         """The network's output for every sample of ``batches`` (not augmented), in order."""
         size = batches.batch_size
         out = [
-            np.asarray(self.full.predict_on_batch(_padded(batches[i][0], size)))
+            np.asarray(self.full.predict_on_batch(pad_batch(batches[i][0], size)))
             for i in range(len(batches))
         ]
         return np.concatenate(out)[: len(batches.samples)]

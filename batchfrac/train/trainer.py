@@ -230,7 +230,7 @@ def _validation_metrics(
         router = multiclass_metrics(targets, probs)
         flat = {k: v for k, v in router.as_dict().items() if k != "confusion"}
         return flat, {"validation_confusion": [list(row) for row in router.confusion]}
-    abnormal = probs[:, list(Label).index(Label.ABNORMAL)]
+    abnormal = probs[:, Label.ABNORMAL.column]
     image = binary_metrics(targets, abnormal, DEFAULT_THRESHOLD).as_dict()
     studies = study_scores([s.study for s in val_set], targets, abnormal)
     study = binary_metrics(studies.y_true, studies.prob, DEFAULT_THRESHOLD)

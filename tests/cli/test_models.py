@@ -96,10 +96,10 @@ def test_info_without_demo_has_no_banner(tmp_path):
     assert "not a medical device" in result.output
 
 
-def test_info_on_a_broken_bundle_exits_2(tmp_path):
+def test_info_on_a_broken_bundle_exits_1_like_scan(tmp_path):
     (tmp_path / "bundle.json").write_text("{}")
     result = CliRunner().invoke(app, ["models", "info", str(tmp_path)])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "does not match bundle.schema.json" in result.output
 
 

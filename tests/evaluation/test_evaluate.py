@@ -321,4 +321,4 @@ def test_plots_needs_out(tmp_path):
     result = CliRunner().invoke(
         app, ["evaluate", "--data", str(tmp_path), "--bundle", str(tmp_path), "--plots"]
     )
-    assert result.exit_code == 2 and "--plots needs --out" in result.output
+    assert result.exit_code == 1 and "--plots needs --out" in result.output

@@ -18,9 +18,9 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from batchfrac.enums import Reason, Status
+from batchfrac.enums import ImageFlag, Reason, Status
 from batchfrac.ingest.decode import DecodePolicy
-from batchfrac.ingest.entry import FLAG_REDUCED_RESOLUTION, IngestConfig, ingest_chunk, ingest_file
+from batchfrac.ingest.entry import IngestConfig, ingest_chunk, ingest_file
 from batchfrac.ingest.preprocess import PreprocessSpec, preprocess
 from tests.encoders import write_encoded
 from tests.factories import gradient_image, make_image_dataset, write_dataset
@@ -181,7 +181,7 @@ class TestIngestReducedResolution:
         path = self.write_j2k(tmp_path / "j2k.dcm", smooth_image(256, 192))
         (reduced,) = ingest_file(path, IngestConfig(spec=self.SPEC))
         (full,) = ingest_file(path, IngestConfig(spec=self.SPEC, reduce_resolution=False))
-        assert reduced.status is Status.OK and reduced.flags == (FLAG_REDUCED_RESOLUTION,)
+        assert reduced.status is Status.OK and reduced.flags == (ImageFlag.REDUCED_RESOLUTION,)
         assert full.status is Status.OK and full.flags == ()
         assert reduced.pixels is not None and full.pixels is not None
         # The level-2 wavelet low-pass band vs INTER_AREA (see TestDecodeReducedResolution
@@ -196,7 +196,7 @@ class TestIngestReducedResolution:
         mono1 = self.write_j2k(tmp_path / "mono1.dcm", 4095 - anatomy, photometric="MONOCHROME1")
         config = IngestConfig(spec=self.SPEC)
         (row2,), (row1,) = ingest_file(mono2, config), ingest_file(mono1, config)
-        assert row1.flags == row2.flags == (FLAG_REDUCED_RESOLUTION,)
+        assert row1.flags == row2.flags == (ImageFlag.REDUCED_RESOLUTION,)
         assert row1.pixels is not None and row2.pixels is not None
         # The 5/3 lifting rounds down, so inverted stored values give a low-pass band
         # inverted only to within a few stored units.

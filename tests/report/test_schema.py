@@ -12,13 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchfrac.atomic import write_text
-from batchfrac.enums import Bone, Label, Reason, Status
+from batchfrac.enums import Bone, ImageFlag, Label, Reason, Status, StudyFlag
 from batchfrac.errors import SpecError
 from batchfrac.records import Prediction
 from batchfrac.report.csv_export import export_csv, restore_text_cell, text_cell, write_csv
 from batchfrac.report.html import render_index
 from batchfrac.report.parquet import Provenance, file_metadata, write_parquet
-from batchfrac.report.rows import NON_UTF8_PATH, ImageRow, StudyRow, image_row
+from batchfrac.report.rows import ImageRow, StudyRow, image_row
 from batchfrac.report.runinfo import write_run_json
 from batchfrac.report.schema import (
     check_table,
@@ -76,6 +76,8 @@ class TestSchemas:
         assert images["reason"].enum == tuple(r.value for r in Reason)
         assert images["bone"].enum == studies["bone"].enum == tuple(b.value for b in Bone)
         assert studies["prediction"].enum == tuple(label.value for label in Label)
+        assert images["flags"].enum == tuple(f.value for f in ImageFlag)
+        assert studies["flags"].enum == tuple(f.value for f in StudyFlag)
 
     def test_written_parquet_matches_the_json_schema(self, tmp_path: Path) -> None:
         schema = load_schema("images")
@@ -109,6 +111,8 @@ class TestSchemas:
         row = sample_rows()[0]
         with pytest.raises(SpecError, match="not in"):
             rows_to_table([dataclasses.replace(row, status="maybe")], schema)
+        with pytest.raises(SpecError, match=r"flags: values \['made_up'\] not in"):
+            rows_to_table([dataclasses.replace(row, flags=("no_preamble", "made_up"))], schema)
         table = rows_to_table([row], schema)
         nulls = table.set_column(0, schema.arrow.field("path"), pa.array([None], pa.string()))
         with pytest.raises(SpecError, match="nulls in a required column"):
@@ -120,7 +124,7 @@ class TestSchemas:
         name = b"/arch/caf\xe9.dcm".decode("utf-8", "surrogateescape")
         row = image_row(rejected_result(name, Reason.NOT_DICOM))
         assert row.path == "/arch/caf\\xe9.dcm"
-        assert NON_UTF8_PATH in row.flags
+        assert ImageFlag.NON_UTF8_PATH in row.flags
         rows_to_table([row], load_schema("images"))  # storable
 
 

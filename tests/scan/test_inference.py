@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 
 from batchfrac.bundle.format import ModelBundle
-from batchfrac.enums import Bone, Head, Routing
-from batchfrac.report.bodypart import (
-    BODYPART_MISMATCH,
-    LOW_ROUTER_CONFIDENCE,
-    bones_for_body_part,
-    routing_flags,
-)
+from batchfrac.enums import Bone, Head, ImageFlag, Routing
+from batchfrac.report.bodypart import bones_for_body_part, routing_flags
 from batchfrac.scan.inference import BatchPredictor, BatchQueue
 from tests.scan_fakes import BONES, FakeBundle, cached_tiny_bundle, image_of_mean, router_probs
 
@@ -144,10 +139,10 @@ class TestRoutingFlags:
         assert routing_flags(value, Bone.HAND, 0.99) == ()
 
     def test_mismatch_and_low_confidence(self) -> None:
-        assert routing_flags("ELBOW", Bone.HAND, 0.99) == (BODYPART_MISMATCH,)
-        assert routing_flags("HAND", Bone.HAND, 0.3) == (LOW_ROUTER_CONFIDENCE,)
+        assert routing_flags("ELBOW", Bone.HAND, 0.99) == (ImageFlag.BODYPART_MISMATCH,)
+        assert routing_flags("HAND", Bone.HAND, 0.3) == (ImageFlag.LOW_ROUTER_CONFIDENCE,)
         assert routing_flags("ARM", Bone.FOREARM, 0.6, low_confidence=0.7) == (
-            LOW_ROUTER_CONFIDENCE,
+            ImageFlag.LOW_ROUTER_CONFIDENCE,
         )
 
 

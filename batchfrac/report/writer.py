@@ -1,0 +1,80 @@
+"""The final report set of a scan: images/studies Parquet, optional CSV, index.html, run.json.
+
+``run.json`` is written last: a ``run.json`` newer than the reports means they are complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..atomic import write_text
+from ..enums import Bone, Status
+from ..exitcodes import ExitCode
+from .aggregate import aggregate_studies
+from .csv_export import export_csv
+from .html import render_index
+from .parquet import write_parquet
+from .rows import ImageRow
+from .runinfo import Counts, RunRecord, run_document, utc_now, write_run_json
+from .schema import load_schema, rows_to_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScanSummary:
+    """What a finished scan reports back: the ``run.json`` document and the exit code."""
+
+    run: dict[str, Any]
+    exit_code: int
+
+
+def write_reports(
+    out: Path,
+    images: pa.Table,
+    thresholds: Mapping[Bone, float],
+    record: RunRecord,
+    *,
+    csv: bool = False,
+) -> ScanSummary:
+    """Write the report set of ``images`` (every row of the scan) into ``out``."""
+    studies_schema = load_schema("studies")
+    provenance = record.provenance
+    write_parquet(images, out / "images.parquet", load_schema("images"), provenance)
+    scored = images.filter(pc.not_equal(images.column("status"), Status.SKIPPED.value))
+    studies = aggregate_studies((ImageRow.from_mapping(r) for r in scored.to_pylist()), thresholds)
+    studies_table = rows_to_table(studies, studies_schema)
+    write_parquet(studies_table, out / "studies.parquet", studies_schema, provenance)
+    if csv:
+        export_csv(out)
+    counts = count_rows(images, len(studies))
+    exit_code = ExitCode.PARTIAL if counts.status.get(Status.ERROR.value) else ExitCode.OK
+    doc = run_document(record, counts, int(exit_code), utc_now())
+    write_text(out / "index.html", render_index(doc, studies))
+    write_run_json(out / "run.json", doc)
+    log.info(
+        "scan %s finished: %d files, %s, exit code %d",
+        record.info.run_id,
+        counts.files,
+        dict(counts.status),
+        exit_code,
+    )
+    return ScanSummary(doc, int(exit_code))
+
+
+def count_rows(images: pa.Table, studies: int) -> Counts:
+    """Files, rows, and rows per status and reason of an images table."""
+
+    def tally(column: str) -> dict[str, int]:
+        values = pc.value_counts(images.column(column).drop_null()).to_pylist()
+        return {v["values"]: v["counts"] for v in values}
+
+    files = pc.count_distinct(images.column("path")).as_py() if images.num_rows else 0
+    return Counts(files, images.num_rows, studies, tally("status"), tally("reason"))
