@@ -56,6 +56,14 @@ class Head(str, Enum):
         """The bone this head classifies, or ``None`` for the router."""
         return None if self is Head.ROUTER else Bone(self.value)
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The head's output classes in softmax order: the seven bones for the router,
+        normal/abnormal (:class:`Label`) for a bone head."""
+        if self is Head.ROUTER:
+            return tuple(bone.value for bone in Bone)
+        return tuple(label.value for label in Label)
+
 
 class Status(str, Enum):
     """Outcome of one image row: every file found gets exactly one of these."""

@@ -137,13 +137,14 @@ def build_tiny_bundle(path: Path, size: int = 64) -> Path:
     Weights are scrambled and calibrated (tests/b0_helpers.py) so outputs
     depend on the image, as a trained network's do.
     """
-    from batchfrac.bundle.format import ModelBundle, create_bundle, write_head
+    from batchfrac.bundle.format import ModelBundle
     from batchfrac.bundle.network import (
         build_backbone,
         build_full_model,
         build_head,
         split_backbone,
     )
+    from batchfrac.bundle.write import create_bundle, write_head
     from tests.b0_helpers import (
         calibrate_batchnorm,
         calibrate_classifier,

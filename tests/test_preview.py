@@ -175,7 +175,7 @@ class TestPreviewCommand:
             panels.append(cv2.imread(str(out / "multi_preview.png")))
         assert panels[0].shape == panels[1].shape and not np.array_equal(*panels)
         code, output = self.invoke(str(src), "--out", str(tmp_path / "o"), "--frame", "2")
-        assert code == 2 and "2 frame" in output
+        assert code == 1 and "2 frame" in output
 
     def test_not_dicom_fails_cleanly(self, tmp_path: Path) -> None:
         src = tmp_path / "notes.txt"
@@ -204,12 +204,12 @@ class TestPreviewCommand:
         assert code == 0, output
         assert (tmp_path / "o" / "a_preview.png").is_file()
 
-    def test_invalid_spec_is_a_usage_error(self, tmp_path: Path) -> None:
+    def test_invalid_spec_is_a_fatal_error(self, tmp_path: Path) -> None:
         src = write_png(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
         spec = tmp_path / "spec.json"
         spec.write_text('{"version": 1, "channels": ["x", "y", "z"]}')
         code, output = self.invoke(str(src), "--out", str(tmp_path / "o"), "--spec", str(spec))
-        assert code == 2 and "channels" in output
+        assert code == 1 and "channels" in output
         assert not (tmp_path / "o").exists()
 
     def test_unreadable_picture_fails_cleanly(self, tmp_path: Path) -> None:
@@ -221,4 +221,4 @@ class TestPreviewCommand:
     def test_frame_out_of_range(self, tmp_path: Path) -> None:
         src = write_png(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
         code, output = self.invoke(str(src), "--out", str(tmp_path / "o"), "--frame", "3")
-        assert code == 2 and "1 frame" in output
+        assert code == 1 and "1 frame" in output

@@ -81,7 +81,7 @@ def read_labeled_archive(
     With a ``path`` column only the listed files (relative to ``archive``) are read; with
     ``study_instance_uid`` every file of the archive is read and kept when its study is
     listed. ``fetch`` decodes one file into :class:`~batchfrac.records.ImageResult` rows
-    (see :func:`batchfrac.train.batches.ingest_fetcher`); ``keep`` is handed the pixels of
+    (see :func:`batchfrac.datasets.loader.ingest_fetcher`); ``keep`` is handed the pixels of
     each kept image. Labelled files that cannot be decoded land in ``skipped``.
     """
     from ..ingest.walk import walk

@@ -27,11 +27,10 @@ import numpy as np
 
 from .. import __version__
 from ..bundle.format import ModelBundle
+from ..datasets.loader import ImageLoader, ingest_fetcher, load_labelled
 from ..datasets.samples import Dataset, SourceKind
 from ..enums import Bone, Head, Label
 from ..report.aggregate import study_bone
-from ..train.batches import ImageLoader, ingest_fetcher
-from ..train.trainer import load_labelled
 from .metrics import MulticlassMetrics, average_row, binary_metrics, multiclass_metrics
 from .paper import REFERENCE_COLUMNS, reference
 

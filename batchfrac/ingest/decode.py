@@ -36,9 +36,6 @@ from pydicom.pixels.utils import get_expected_length
 from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
     JPEGLossless,
     JPEGLosslessSV1,
     JPEGLSLossless,
@@ -163,26 +160,25 @@ def decode(
         a plugin failed, or the image attributes are missing or inconsistent;
         ``read_error``: the file cannot be read.
     """
-    frames_wanted = header.number_of_frames if policy.frames is FramePolicy.ALL else 1
-    _check_size(header.rows, header.columns, frames_wanted, header.samples_per_pixel, policy)
-    if header.transfer_syntax_uid:
-        _decoder(UID(header.transfer_syntax_uid))  # reject before reading the file
+    frame_count = header.number_of_frames
+    wanted = frame_count if policy.frames is FramePolicy.ALL else 1
+    _check_size(header.rows, header.columns, wanted, header.samples_per_pixel, policy)
+    if not header.transfer_syntax_uid:
+        raise FileRejected(Reason.DECODE_ERROR, "no Transfer Syntax UID and unknown encoding")
+    decoder = _decoder(UID(header.transfer_syntax_uid))  # rejected before reading the file
     ds = _read_dataset(path, header.has_preamble)
-    decoder = _decoder(_transfer_syntax(ds))
+    _set_transfer_syntax(ds, decoder.UID)
     _require_pixel_data(ds, path, decoder)
     _check_image_pixel_module(ds)
-    frame_count = _number_of_frames(ds)
-    indices = range(frame_count) if policy.frames is FramePolicy.ALL else range(1)
-    _check_size(int(ds.Rows), int(ds.Columns), len(indices), int(ds.SamplesPerPixel), policy)
     if decoder.is_native:
         _check_native_length(ds)
     if policy.min_long_side is not None:
-        reduced = _reduced_frames(ds, decoder.UID, frame_count, len(indices), policy.min_long_side)
+        reduced = _reduced_frames(ds, decoder.UID, frame_count, wanted, policy.min_long_side)
         if reduced is not None:
             photometric = str(ds.PhotometricInterpretation)
             return [to_display(arr, ds, photometric) for arr in reduced]
-    wanted = None if len(indices) == frame_count else list(indices)
-    return [to_display(arr, ds, photometric) for arr, photometric in _frames(decoder, ds, wanted)]
+    indices = None if wanted == frame_count else list(range(wanted))
+    return [to_display(arr, ds, photometric) for arr, photometric in _frames(decoder, ds, indices)]
 
 
 def _check_size(rows: int, columns: int, frames: int, samples: int, policy: DecodePolicy) -> None:
@@ -212,26 +208,14 @@ def _read_dataset(path: Path, has_preamble: bool) -> Dataset:
         raise FileRejected(Reason.DECODE_ERROR, f"unreadable data set: {exc}") from exc
 
 
-def _transfer_syntax(ds: Dataset) -> UID:
-    """(0002,0010) *Transfer Syntax UID*, or the native syntax a meta-less file was read in.
-
-    The inferred syntax is written into ``ds.file_meta``: pydicom's decoders need it.
-    """
+def _set_transfer_syntax(ds: Dataset, syntax: UID) -> None:
+    """Give a file without File Meta Information the syntax its header was read in
+    (``DicomHeader.transfer_syntax_uid``): pydicom's decoders look for it there."""
     meta = getattr(ds, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    if syntax:
-        return UID(syntax)
-    is_implicit, is_little_endian = ds.original_encoding
-    if is_implicit is None:
-        raise FileRejected(Reason.DECODE_ERROR, "no Transfer Syntax UID and unknown encoding")
-    if is_implicit:
-        inferred = ImplicitVRLittleEndian
-    else:
-        inferred = ExplicitVRLittleEndian if is_little_endian else ExplicitVRBigEndian
     if meta is None:
         ds.file_meta = meta = FileMetaDataset()
-    meta.TransferSyntaxUID = inferred
-    return inferred
+    if not meta.get("TransferSyntaxUID"):
+        meta.TransferSyntaxUID = syntax
 
 
 def _check_image_pixel_module(ds: Dataset) -> None:
@@ -239,18 +223,6 @@ def _check_image_pixel_module(ds: Dataset) -> None:
     if missing:
         names = ", ".join(f"{Tag(k)} {k}" for k in missing)
         raise FileRejected(Reason.DECODE_ERROR, f"missing Image Pixel attributes: {names}")
-
-
-def _number_of_frames(ds: Dataset) -> int:
-    """(0028,0008) *Number of Frames*; 1 when absent, empty or 0."""
-    value = ds.get("NumberOfFrames")
-    if value in (None, ""):
-        return 1
-    try:
-        return max(int(value), 1)
-    except (TypeError, ValueError):
-        detail = f"(0028,0008) Number of Frames {value!r} is not a number"
-        raise FileRejected(Reason.DECODE_ERROR, detail) from None
 
 
 def _require_pixel_data(ds: Dataset, path: Path, decoder: Decoder) -> None:

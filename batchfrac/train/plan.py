@@ -31,7 +31,7 @@ from typing import Any
 
 import keras
 
-from ..bundle.format import ModelBundle, load_head, load_trunk
+from ..bundle.format import ModelBundle
 from ..bundle.network import (
     build_backbone,
     build_full_model,
@@ -172,7 +172,7 @@ def plan_models(
             {"weights_origin": resolve_weights(source).origin(), "trunk_obtained": None},
         )
 
-    trunk = load_trunk(bundle.path)
+    trunk = bundle.runtime.trunk
     origin = bundle.meta["weights_origin"]
     if given is not None:
         return _on_bundle_with(bundle, trunk, head, n_classes, given, f"--weights {weights}")
@@ -214,7 +214,7 @@ def _body_from_heads(bundle: ModelBundle) -> tuple[keras.Model, str]:
         trunk_only = build_backbone(None, bundle.image_size)
         return split_backbone(trunk_only)[1], "random weights"
     source = order[0]
-    return _body_of(load_head(bundle.path, source)), f"the {source} head's last 20 layers"
+    return _body_of(bundle.runtime.head(source)), f"the {source} head's last 20 layers"
 
 
 def _transfer(

@@ -11,7 +11,7 @@ The shared trunk is frozen, so bone heads train on per-batch trunk features
 the head are obtained is decided in :mod:`batchfrac.train.plan`.
 
 Nothing is written until training has finished: the head is then added (or replaced)
-with :func:`~batchfrac.bundle.format.write_head`, atomically. A first training creates the
+with :func:`~batchfrac.bundle.write.write_head`, atomically. A first training creates the
 bundle in a hidden sibling folder and renames it into place, so Ctrl-C or an exception at
 any moment leaves the bundle path exactly as it was.
 """
@@ -24,37 +24,32 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-from .. import __version__
-from ..bundle.format import BUNDLE_FILE, ModelBundle, create_bundle, write_head
-from ..datasets.archive import read_labeled_archive
+from ..bundle.format import BUNDLE_FILE, ModelBundle
+from ..bundle.write import create_bundle, write_head
+from ..datasets.loader import ImageLoader, ingest_fetcher, load_labelled
 from ..datasets.samples import (
     Dataset,
     DatasetError,
     Sample,
-    class_counts,
-    head_classes,
     head_targets,
     label_targets,
-    read_mura,
     split_by_patient,
 )
-from ..defaults import DEFAULT_THRESHOLD
 from ..enums import Head, Label
 from ..errors import BundleError
-from ..evaluation.metrics import binary_metrics, multiclass_metrics, study_scores
 from ..ingest.preprocess import PreprocessSpec
 from .augment import AugmentParams, RadiographAugment
 from .auxiliary import JointSteps, build_auxiliary_model, joint_loss, joint_targets
-from .batches import ImageBatches, ImageLoader, balanced_class_weight, ingest_fetcher
-from .loop import FitResult, FullSteps, HeadSteps, TrainObserver, fit
-from .plan import END_TO_END, ModelPlan, plan_models, trunk_sha256
+from .batches import ImageBatches, balanced_class_weight
+from .head_meta import head_meta
+from .loop import FullSteps, HeadSteps, TrainObserver, fit
+from .plan import END_TO_END, ModelPlan, plan_models
 from .recipe import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
@@ -105,13 +100,6 @@ class TrainResult:
     meta: dict[str, Any]
 
 
-def load_labelled(data: Path, labels: Path | None, split: str, loader: ImageLoader) -> Dataset:
-    """A MURA split (``labels`` None) or a labelled DICOM archive (decoded into ``loader``)."""
-    if labels is None:
-        return read_mura(data, split)
-    return read_labeled_archive(data, labels, ingest_fetcher(loader.spec), keep=loader.remember)
-
-
 def open_bundle(path: Path) -> ModelBundle | None:
     """The bundle at ``path``; ``None`` when nothing (or an empty folder) is there."""
     path = Path(path)
@@ -137,6 +125,26 @@ def _spec_for(config: TrainConfig, bundle: ModelBundle | None) -> PreprocessSpec
     return PreprocessSpec(image_size=config.image_size or DEFAULT_IMAGE_SIZE)
 
 
+@dataclass(frozen=True)
+class TrainingSplit:
+    """The labelled images of the head, split by patient."""
+
+    dataset: Dataset
+    train: tuple[Sample, ...]
+    validation: tuple[Sample, ...]
+
+
+@dataclass(frozen=True)
+class TrainingTask:
+    """What the loop optimises: its steps and targets. ``n_classes`` is the number of
+    classes the training loss sees (bones x labels while the router defines the trunk)."""
+
+    steps: FullSteps | HeadSteps
+    train_targets: np.ndarray
+    val_targets: np.ndarray
+    n_classes: int
+
+
 def train(
     config: TrainConfig,
     observer: TrainObserver | None = None,
@@ -155,46 +163,82 @@ def train(
         say("--demo ignored: it marks a new bundle only, and this bundle exists")
     spec = _spec_for(config, bundle)
     loader = ImageLoader(spec, ingest_fetcher(spec) if config.labels is not None else None)
+    split = _split(config, loader, say)
+    keras.utils.set_random_seed(config.seed)
+    plan = plan_models(config.head, len(config.head.classes), spec.image_size, config.weights,
+                       bundle)  # fmt: skip
+    say(plan.describe())
+    rate = config.learning_rate or (
+        END_TO_END_LEARNING_RATE if plan.mode == END_TO_END else LEARNING_RATE
+    )
+    task = _task(config, plan, split, rate)
+    weights = balanced_class_weight(task.train_targets, task.n_classes)
+    result = fit(
+        task.steps,
+        *_batches(config, split, task, loader, weights),
+        epochs=config.epochs,
+        patience=config.patience,
+        observer=observer,
+    )
+    meta = head_meta(config, plan, split, task.val_targets, result, rate)
+    classes = config.head.classes
+    if task.n_classes == len(classes):
+        meta["class_weight"] = {classes[c]: w for c, w in weights.items()}
+    else:
+        meta["auxiliary_task"] = "normal/abnormal, all bones pooled (trunk defined end to end)"
+    bundle_id = _save(config, plan, spec, meta, bundle)
+    say(f"saved head {config.head.value} into {config.bundle} (bundle id {bundle_id})")
+    return TrainResult(config.head, config.bundle, bundle_id, plan.mode, bundle is None, meta)
+
+
+def _split(config: TrainConfig, loader: ImageLoader, say: Callable[[str], None]) -> TrainingSplit:
+    """The head's labelled images, split by patient (fails before any network is built)."""
     dataset = load_labelled(config.data, config.labels, "train", loader).for_head(config.head)
     if not dataset.samples:
         raise DatasetError(f"no {config.head.value} images in {config.data}")
     train_set, val_set = split_by_patient(
         dataset.samples, config.head, config.val_split, config.seed
     )
-    classes = head_classes(config.head)
     say(
         f"{config.head.value}: {len(train_set)} training / {len(val_set)} validation images "
         f"({len(dataset.samples)} in {dataset.root}, split by patient)"
     )
-    keras.utils.set_random_seed(config.seed)
-    plan = plan_models(config.head, len(classes), spec.image_size, config.weights, bundle)
-    say(plan.describe())
-    rate = config.learning_rate or (
-        END_TO_END_LEARNING_RATE if plan.mode == END_TO_END else LEARNING_RATE
-    )
+    return TrainingSplit(dataset, train_set, val_set)
+
+
+def _task(config: TrainConfig, plan: ModelPlan, split: TrainingSplit, rate: float) -> TrainingTask:
+    """Compile what trains: the head on trunk features, the whole network, or (when the
+    router defines the shared trunk) the network with the auxiliary abnormality task."""
     optimizer = keras.optimizers.Adam(learning_rate=rate)
-    train_targets = head_targets(train_set, config.head)
-    val_targets = head_targets(val_set, config.head)
-    n_train_classes = len(classes)
-    steps: FullSteps | HeadSteps
+    n_classes = len(config.head.classes)
+    train_targets = head_targets(split.train, config.head)
+    val_targets = head_targets(split.validation, config.head)
     if plan.full is not None and config.head is Head.ROUTER:
-        # Defining the shared trunk: learn abnormality too (see models/auxiliary.py).
+        # Defining the shared trunk: learn abnormality too (see train/auxiliary.py).
         n_aux = len(Label)
         joint = build_auxiliary_model(plan.trunk, plan.head, n_aux)
-        joint.compile(optimizer=optimizer, loss=joint_loss(len(classes), n_aux))
-        aux_targets = label_targets(train_set)
-        steps = JointSteps(joint, len(classes), label_targets(val_set))
-        train_targets = joint_targets(train_targets, aux_targets, n_aux)
-        n_train_classes = len(classes) * n_aux
-    else:
-        trained = plan.full if plan.full is not None else plan.head
-        trained.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
-        steps = FullSteps(trained) if plan.full is not None else HeadSteps(plan.trunk, plan.head)
-    weights = balanced_class_weight(train_targets, n_train_classes)
+        joint.compile(optimizer=optimizer, loss=joint_loss(n_classes, n_aux))
+        steps: FullSteps | HeadSteps = JointSteps(joint, n_classes, label_targets(split.validation))
+        joint_train = joint_targets(train_targets, label_targets(split.train), n_aux)
+        return TrainingTask(steps, joint_train, val_targets, n_classes * n_aux)
+    trained = plan.full if plan.full is not None else plan.head
+    trained.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    steps = FullSteps(trained) if plan.full is not None else HeadSteps(plan.trunk, plan.head)
+    return TrainingTask(steps, train_targets, val_targets, n_classes)
+
+
+def _batches(
+    config: TrainConfig,
+    split: TrainingSplit,
+    task: TrainingTask,
+    loader: ImageLoader,
+    weights: dict[int, float],
+) -> tuple[ImageBatches, ImageBatches]:
+    """Augmented, class-weighted, shuffled training batches and plain validation batches."""
     train_batches = ImageBatches(
-        train_set,
-        train_targets,
-        n_train_classes,
+        split.train,
+        task.train_targets,
+        task.n_classes,
         loader,
         config.batch_size,
         augment=RadiographAugment(config.augment),
@@ -203,147 +247,33 @@ def train(
         full_batches=True,
         seed=config.seed,
     )
-    val_batches = ImageBatches(val_set, val_targets, len(classes), loader, config.batch_size)
-    result = fit(
-        steps,
-        train_batches,
-        val_batches,
-        epochs=config.epochs,
-        patience=config.patience,
-        observer=observer,
+    val_batches = ImageBatches(
+        split.validation, task.val_targets, len(config.head.classes), loader, config.batch_size
     )
-    meta = _head_meta(config, plan, dataset, train_set, val_set, val_targets, result, rate)
-    if n_train_classes == len(classes):
-        meta["class_weight"] = {classes[c]: w for c, w in weights.items()}
-    else:
-        meta["auxiliary_task"] = "normal/abnormal, all bones pooled (trunk defined end to end)"
-    bundle_id = _save(config, plan, spec, meta, bundle is None)
-    say(f"saved head {config.head.value} into {config.bundle} (bundle id {bundle_id})")
-    return TrainResult(config.head, config.bundle, bundle_id, plan.mode, bundle is None, meta)
-
-
-def _validation_metrics(
-    head: Head, val_set: tuple[Sample, ...], targets: np.ndarray, probs: np.ndarray
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Image-level validation metrics (flat numbers) and extras (router confusion)."""
-    if head is Head.ROUTER:
-        router = multiclass_metrics(targets, probs)
-        flat = {k: v for k, v in router.as_dict().items() if k != "confusion"}
-        return flat, {"validation_confusion": [list(row) for row in router.confusion]}
-    abnormal = probs[:, Label.ABNORMAL.column]
-    image = binary_metrics(targets, abnormal, DEFAULT_THRESHOLD).as_dict()
-    studies = study_scores([s.study for s in val_set], targets, abnormal)
-    study = binary_metrics(studies.y_true, studies.prob, DEFAULT_THRESHOLD)
-    image.update({"study_accuracy": study.accuracy, "study_kappa": study.kappa})
-    image["study_auroc"] = study.auroc
-    return image, {}
-
-
-def compute_description() -> dict[str, str]:
-    """Where a head was trained: Keras backend and version, and the device it ran on.
-
-    Float arithmetic differs between backends and devices (a GPU-trained head is not
-    bit-identical to a CPU rebuild from the same data and seed), so it is recorded.
-    """
-    backend = keras.backend.backend()
-    device = "cpu"
-    if backend == "jax":
-        import jax
-
-        first = jax.devices()[0]
-        device = f"{first.platform}: {first.device_kind}"
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_logical_devices("GPU")
-        device = f"gpu: {gpus[0].name}" if gpus else "cpu"
-    elif backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            device = f"gpu: {torch.cuda.get_device_name(0)}"
-    return {"keras_backend": backend, "keras_version": keras.__version__, "device": device}
-
-
-def _head_meta(
-    config: TrainConfig,
-    plan: ModelPlan,
-    dataset: Dataset,
-    train_set: tuple[Sample, ...],
-    val_set: tuple[Sample, ...],
-    val_targets: np.ndarray,
-    result: FitResult,
-    rate: float,
-) -> dict[str, Any]:
-    metrics, extras = _validation_metrics(config.head, val_set, val_targets, result.val_probs)
-    source = "MURA-v1.1" if dataset.kind.value == "mura" else "DICOM archive + labels CSV"
-    meta: dict[str, Any] = {
-        "trunk_sha256": trunk_sha256(plan.trunk),
-        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "software_version": __version__,
-        "data": {
-            "source": source,
-            **dataset.describe(),
-            "labels": str(config.labels) if config.labels else None,
-            "split_rule": (
-                f"by patient, stratified by class, {config.val_split:.0%} validation, "
-                f"seed {config.seed}"
-            ),
-        },
-        "images_per_class": class_counts(train_set, config.head),
-        "validation_images_per_class": class_counts(val_set, config.head),
-        "patients": {
-            "train": len({s.patient for s in train_set}),
-            "validation": len({s.patient for s in val_set}),
-        },
-        "epochs": result.epochs_run,
-        "epochs_requested": config.epochs,
-        "best_epoch": result.best_epoch + 1,
-        "stopped_early": result.stopped_early,
-        "training_seconds": round(result.seconds, 3),
-        "compute": compute_description(),
-        "validation_metrics": metrics,
-        "seed": config.seed,
-        "mode": plan.mode,
-        "head_init": plan.head_init,
-        "recipe": {
-            "optimizer": "adam",
-            "learning_rate": rate,
-            "loss": "categorical_crossentropy",
-            "batch_size": config.batch_size,
-            "trainable": (
-                "whole network (defines the trunk)"
-                if plan.mode == END_TO_END
-                else "last 20 B0 layers + classifier, BatchNormalization frozen"
-            ),
-            "validation_split": config.val_split,
-            "early_stopping_patience": config.patience,
-            "checkpoint": "best validation loss restored",
-            "class_weight": "balanced",
-            "augmentation": config.augment.as_dict(),
-        },
-        "history": [dict(epoch) for epoch in result.history],
-        **extras,
-    }
-    if config.head is not Head.ROUTER:
-        meta["threshold"] = DEFAULT_THRESHOLD
-    return meta
+    return train_batches, val_batches
 
 
 def _save(
-    config: TrainConfig, plan: ModelPlan, spec: PreprocessSpec, meta: dict[str, Any], new: bool
+    config: TrainConfig,
+    plan: ModelPlan,
+    spec: PreprocessSpec,
+    meta: dict[str, Any],
+    bundle: ModelBundle | None,
 ) -> str:
-    """Write the head (and, for a new bundle, the trunk) atomically; return the bundle id."""
-    if not new:
-        write_head(config.bundle, config.head, plan.head, meta)
-        return ModelBundle.load(config.bundle).bundle_id
+    """Write the head (and, for a new bundle, the trunk) atomically; return the bundle id.
+
+    The trunk's sha256 is the loaded bundle's, or the one the new bundle's trunk file got.
+    """
+    if bundle is not None:
+        record = {**meta, "trunk_sha256": bundle.trunk_sha256}
+        return write_head(config.bundle, config.head, plan.head, record)
     assert plan.new_bundle is not None
     target = Path(config.bundle)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.train-", dir=target.parent))
     try:
         built = staging / "bundle"
-        create_bundle(
+        trunk_sha = create_bundle(
             built,
             plan.trunk,
             spec=spec,
@@ -351,7 +281,7 @@ def _save(
             demo=config.demo,
             trunk_obtained=plan.new_bundle["trunk_obtained"],
         )
-        write_head(built, config.head, plan.head, meta)
+        bundle_id = write_head(built, config.head, plan.head, {**meta, "trunk_sha256": trunk_sha})
         if target.is_dir() and not any(target.iterdir()):
             target.rmdir()
         if target.exists():
@@ -359,4 +289,4 @@ def _save(
         os.replace(built, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ModelBundle.load(target).bundle_id
+    return bundle_id

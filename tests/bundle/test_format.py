@@ -12,15 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from batchfrac.bundle.format import (
-    BUNDLE_FILE,
-    DEMO_NOTICE,
-    ModelBundle,
-    create_bundle,
-    load_head,
-    load_trunk,
-    write_head,
-)
+from batchfrac.bundle.format import BUNDLE_FILE, DEMO_NOTICE, ModelBundle
 from batchfrac.bundle.network import (
     build_backbone,
     build_full_model,
@@ -29,6 +21,7 @@ from batchfrac.bundle.network import (
 )
 from batchfrac.bundle.weightfile import model_sha256
 from batchfrac.bundle.weights import WeightsSource
+from batchfrac.bundle.write import create_bundle, write_head
 from batchfrac.enums import Bone, Head
 from batchfrac.errors import BundleError
 from batchfrac.ingest.preprocess import PreprocessSpec
@@ -66,8 +59,11 @@ def spec():
 
 
 def _new_bundle(path, trunk, spec, demo=True):
-    create_bundle(path, trunk, spec=spec, weights_origin=WeightsSource("none").origin(), demo=demo)
-    return ModelBundle.load(path)
+    origin = WeightsSource("none").origin()
+    trunk_sha = create_bundle(path, trunk, spec=spec, weights_origin=origin, demo=demo)
+    bundle = ModelBundle.load(path)
+    assert trunk_sha == bundle.trunk_sha256
+    return bundle
 
 
 def _head_meta(bundle, **extra):
@@ -82,7 +78,10 @@ def shared_path(tmp_path_factory, nets, spec):
     bundle = _new_bundle(path, trunk, spec)
     write_head(path, Head.ROUTER, heads["router"], _head_meta(bundle))
     metrics = {"accuracy": np.float32(0.75), "auroc": 0.8, "kappa": None}
-    write_head(path, "hand", heads["hand"], _head_meta(bundle, validation_metrics=metrics))
+    bundle_id = write_head(
+        path, "hand", heads["hand"], _head_meta(bundle, validation_metrics=metrics)
+    )
+    assert bundle_id == ModelBundle.load(path).bundle_id
     return path
 
 
@@ -143,11 +142,11 @@ class TestRoundTrip:
             atol=1e-5,
         )
 
-    def test_load_trunk_and_head_for_further_training(self, shared, shared_path):
+    def test_trunk_and_head_of_a_loaded_bundle_for_further_training(self, shared, shared_path):
         bundle = shared
         x = images(2, seed=63)
-        trunk = load_trunk(shared_path)
-        head = load_head(shared_path, "hand")
+        runtime = ModelBundle.load(shared_path).runtime
+        trunk, head = runtime.trunk, runtime.head("hand")
         assert model_sha256(trunk) == bundle.trunk_sha256  # fp16 round trip is stable
         np.testing.assert_allclose(
             head.predict_on_batch(trunk.predict_on_batch(x)),

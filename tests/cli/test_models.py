@@ -12,8 +12,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest
 from typer.testing import CliRunner
 
-from batchfrac.bundle.format import ModelBundle, create_bundle, write_head
+from batchfrac.bundle.format import ModelBundle
 from batchfrac.bundle.network import build_backbone, build_head, split_backbone
+from batchfrac.bundle.write import create_bundle, write_head
 from batchfrac.cli import app
 from batchfrac.enums import Head
 from batchfrac.ingest.preprocess import PreprocessSpec

@@ -265,8 +265,9 @@ def test_evaluate_command_writes_tables_and_plots(tmp_path):
     """The real command on a synth MURA tree and a bundle with untrained router/hand heads."""
     from typer.testing import CliRunner
 
-    from batchfrac.bundle.format import ModelBundle, create_bundle, write_head
+    from batchfrac.bundle.format import ModelBundle
     from batchfrac.bundle.network import build_backbone, build_head, split_backbone
+    from batchfrac.bundle.write import create_bundle, write_head
     from batchfrac.cli import app
     from batchfrac.ingest.preprocess import PreprocessSpec
     from tests.mura_synth import synth_mura

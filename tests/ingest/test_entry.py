@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -235,17 +233,3 @@ class TestIngestChunk:
 
     def test_empty_chunk(self) -> None:
         assert ingest_chunk([], CONFIG) == []
-
-
-@pytest.mark.parametrize(
-    "module", ["batchfrac.ingest.entry", "batchfrac.ingest.decode", "batchfrac.ingest.display"]
-)
-def test_stage_module_imports_neither_dask_nor_keras(module: str) -> None:
-    heavy = "{'dask', 'distributed', 'keras', 'tensorflow'}"
-    code = (
-        f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy}))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "[]"

@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 
 from batchfrac.bundle.format import ModelBundle
 from batchfrac.cli import app
-from batchfrac.datasets.samples import Sample, read_mura
+from batchfrac.datasets.mura import read_mura
+from batchfrac.datasets.samples import Sample
 from batchfrac.enums import Bone, Head, Label
 from batchfrac.train.augment import RadiographAugment
 from batchfrac.train.batches import ImageBatches
@@ -239,6 +240,41 @@ def test_bone_head_is_added_then_replaced(bundle, data):
         Path(replaced["heads"]["hand"]["file"]).name
     ]
     ModelBundle.load(bundle)  # every hash still verifies
+
+
+@pytest.mark.slow
+def test_adding_a_head_loads_and_hashes_the_bundle_once(bundle, data, monkeypatch):
+    import batchfrac.bundle.format as bundle_format
+    import batchfrac.bundle.runtime as runtime_module
+    import batchfrac.train.plan as plan_module
+
+    calls = {"load": 0, "hash": 0, "runtime": 0}
+    load, file_sha256 = bundle_format.ModelBundle.load.__func__, bundle_format.file_sha256
+    runtime_init = runtime_module.BundleRuntime.__init__
+
+    def counting_load(cls, path):
+        calls["load"] += 1
+        return load(cls, path)
+
+    def counting_hash(path):
+        calls["hash"] += 1
+        return file_sha256(path)
+
+    def counting_runtime(self, *args, **kwargs):
+        calls["runtime"] += 1
+        runtime_init(self, *args, **kwargs)
+
+    def no_rehash(trunk):
+        raise AssertionError("the bundle's trunk sha256 is known; it must not be recomputed")
+
+    monkeypatch.setattr(bundle_format.ModelBundle, "load", classmethod(counting_load))
+    monkeypatch.setattr(bundle_format, "file_sha256", counting_hash)
+    monkeypatch.setattr(runtime_module.BundleRuntime, "__init__", counting_runtime)
+    monkeypatch.setattr(plan_module, "trunk_sha256", no_rehash)
+    result = _train(data, bundle, "hand")
+    assert result.exit_code == 0, result.output
+    # one load (trunk + router head hashed once), one set of networks built
+    assert calls == {"load": 1, "hash": 2, "runtime": 1}
 
 
 def _interrupt(self, images, rng):
