@@ -3,8 +3,10 @@
 The method follows Patel et al., "Deep Learning For Abnormalities Detection in
 Musculoskeletal Radiographs": a bone router sends each radiograph to one of seven
 per-bone normal/abnormal classifiers, all EfficientNet-B0 by transfer learning.
-See ``DESIGN.md`` for the data flow: walk -> header -> decode -> preprocess ->
-batch -> trunk -> router head -> bone head -> aggregate -> report.
+The package tree follows the data flow (README, "The data flow"): ``ingest`` (walk ->
+header -> decode -> preprocess) -> ``scan`` (batch -> trunk -> router head -> bone head)
+-> ``report`` (aggregate -> Parquet/CSV/HTML/run.json); ``bundle`` holds the models,
+``datasets``/``train``/``evaluation`` serve ML staff, ``cli`` is the command line.
 """
 
 from importlib.metadata import PackageNotFoundError, version

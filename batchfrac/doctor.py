@@ -24,12 +24,8 @@ from . import __version__
 from .defaults import DEFAULT_MODALITIES
 from .enums import Reason, Status
 from .errors import FileRejected
-from .ingest.header import (
-    check_image,
-    decodable,
-    read_header,
-    transfer_syntax_name,
-)
+from .ingest.header import check_image, read_header
+from .ingest.plugins import decodable, transfer_syntax_name
 from .ingest.walk import walk
 
 MISSING = "(missing)"

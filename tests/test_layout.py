@@ -1,6 +1,6 @@
 """The package tree is the architecture diagram: these tests keep it honest.
 
-DESIGN invariant 5: the pure stages import neither Dask nor TensorFlow/Keras; Dask lives
+README invariant 5: the pure stages import neither Dask nor TensorFlow/Keras; Dask lives
 in the scan package, Keras in the bundle and training packages; evaluation does not pull
 in the training stack.
 """

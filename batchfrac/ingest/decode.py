@@ -36,18 +36,14 @@ from pydicom.pixels.utils import get_expected_length
 from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
-    JPEGLossless,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    JPEGLSNearLossless,
 )
 
 from ..enums import Reason
 from ..errors import FileRejected
 from ..records import DicomHeader
-from . import j2k, ljpeg
+from . import j2k
 from .display import to_display
-from .header import pixel_decoder
+from .plugins import pixel_decoder, preferred_plugin
 
 __all__ = ["DecodePolicy", "FramePolicy", "decode"]
 
@@ -56,16 +52,6 @@ __all__ = ["DecodePolicy", "FramePolicy", "decode"]
 _DECODER_ERRORS = (ValueError, RuntimeError, NotImplementedError, struct.error)
 # What dcmread raises for a file that turned bad after the header stage read it.
 _READ_ERRORS = (InvalidDicomError, EOFError, struct.error, zlib.error, ValueError)
-#: Fastest plugin per transfer syntax, when installed (else pydicom's order, gdcm first):
-#: per 2000 x 2300 12-bit frame on one core, JPEG-LS 110 ms (CharLS) against 190 (gdcm),
-#: lossless JPEG 40 ms (libjpeg-turbo) against 150 (gdcm).
-PREFERRED_PLUGINS: dict[str, str] = {
-    JPEGLSLossless: "pyjpegls",
-    JPEGLSNearLossless: "pyjpegls",
-    JPEGLossless: ljpeg.PLUGIN,
-    JPEGLosslessSV1: ljpeg.PLUGIN,
-}
-ljpeg.register()
 # The Image Pixel module attributes decoding cannot do without (PS3.3 C.7.6.3, type 1).
 _REQUIRED = (
     "SamplesPerPixel",
@@ -268,14 +254,6 @@ def _frames(
         except FileRejected:
             pass  # pydicom's order below gives the error worth reporting, if any
     return list(_decoded(decoder, ds, indices, ""))
-
-
-def preferred_plugin(decoder: Decoder, samples_per_pixel: int) -> str:
-    """The :data:`PREFERRED_PLUGINS` entry for ``decoder`` if installed, else ``""``."""
-    plugin = PREFERRED_PLUGINS.get(decoder.UID, "")
-    if plugin == ljpeg.PLUGIN and samples_per_pixel != 1:
-        return ""
-    return plugin if plugin in decoder.available_plugins else ""
 
 
 def _decoded(

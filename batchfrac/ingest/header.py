@@ -22,8 +22,6 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
-from pydicom.pixels import get_decoder
-from pydicom.pixels.decoders.base import Decoder
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -145,41 +143,6 @@ def check_image(header: DicomHeader, modalities: Collection[str] = DEFAULT_MODAL
             Reason.UNSUPPORTED_MODALITY,
             f"Modality {shown}, expected one of {', '.join(sorted(allowed))}",
         )
-
-
-def transfer_syntax_name(uid: str | None) -> str:
-    """Human name of a (0002,0010) *Transfer Syntax UID*, ``"unknown"`` when unregistered."""
-    if not uid:
-        return "unknown"
-    syntax = UID(uid)
-    return syntax.name if syntax.is_transfer_syntax else "unknown"
-
-
-def pixel_decoder(transfer_syntax_uid: str) -> tuple[Decoder | None, str]:
-    """pydicom's decoder for a syntax, if an installed plugin can run it.
-
-    Returns ``(decoder, plugins)`` with the available plugin names (``"native"`` for
-    uncompressed syntaxes), or ``(None, why)``: pydicom has no decoder for the syntax,
-    or each of its plugins misses a dependency (as pydicom reports them).
-    """
-    name = transfer_syntax_name(transfer_syntax_uid)
-    try:
-        decoder = get_decoder(UID(transfer_syntax_uid))
-    except (NotImplementedError, ValueError):
-        return None, f"pydicom has no pixel data decoder for {name} ({transfer_syntax_uid})"
-    if decoder.is_available:
-        return decoder, ", ".join(decoder.available_plugins) or "native"
-    missing = "; ".join(decoder.missing_dependencies) or "no plugin is installed"
-    return None, f"no installed plugin decodes {name}: {missing}"
-
-
-def decodable(transfer_syntax_uid: str | None) -> tuple[bool, str]:
-    """Whether the installed pydicom decoder plugins can decode pixel data in this syntax:
-    ``(True, plugins)`` or ``(False, why)`` (see :func:`pixel_decoder`)."""
-    if not transfer_syntax_uid:
-        return False, "no transfer syntax"
-    decoder, detail = pixel_decoder(transfer_syntax_uid)
-    return decoder is not None, detail
 
 
 def _looks_like_raw_dataset(head: bytes, size: int) -> bool:

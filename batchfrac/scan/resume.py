@@ -1,4 +1,4 @@
-"""The part-file ledger that makes a scan resumable (DESIGN invariant 2).
+"""The part-file ledger that makes a scan resumable (README: invariant 2, nothing lost).
 
 Each finished chunk of files becomes one ``OUTDIR/parts/part-<hash>.parquet`` (images
 schema, written atomically). The ledger is the set of ``(path, file_size, file_mtime_ns)``

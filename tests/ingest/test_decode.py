@@ -35,8 +35,8 @@ from pydicom.uid import (
 from batchfrac.enums import Reason
 from batchfrac.errors import FileRejected
 from batchfrac.ingest import decode as decode_module
-from batchfrac.ingest import header as header_module
 from batchfrac.ingest import j2k
+from batchfrac.ingest import plugins as plugins_module
 from batchfrac.ingest.decode import DecodePolicy, FramePolicy, decode
 from batchfrac.ingest.display import LUMA_WEIGHTS
 from batchfrac.ingest.header import read_header
@@ -401,7 +401,7 @@ class TestDecodeRejections:
         bare = decoders_base.Decoder(JPEGLSLossless)
         bare.add_plugin("pyjpegls", ("pydicom.pixels.decoders.pyjpegls", "_decode_frame"))
         bare.add_plugin("pylibjpeg", ("pydicom.pixels.decoders.pylibjpeg", "_decode_frame"))
-        monkeypatch.setattr(header_module, "get_decoder", lambda uid: bare)
+        monkeypatch.setattr(plugins_module, "get_decoder", lambda uid: bare)
         path = write_encoded(
             make_image_dataset(stored_image(12)), tmp_path / "jls.dcm", JPEGLSLossless
         )
@@ -572,8 +572,8 @@ class TestPreferredPlugins:
         ds = _signed_dataset(bits, signed)
         path = write_encoded(ds, tmp_path / "encoded.dcm", syntax)
         decoder = decoders_base.get_decoder(syntax)
-        plugin = decode_module.preferred_plugin(decoder, 1)
-        assert plugin == decode_module.PREFERRED_PLUGINS[syntax]
+        plugin = plugins_module.preferred_plugin(decoder, 1)
+        assert plugin == plugins_module.PREFERRED_PLUGINS[syntax]
         fast, _ = decoder.as_array(dcmread(path), decoding_plugin=plugin)
         default, _ = decoder.as_array(dcmread(path), decoding_plugin="gdcm")
         assert fast.dtype == default.dtype
@@ -582,8 +582,8 @@ class TestPreferredPlugins:
 
     def test_colour_lossless_jpeg_keeps_pydicoms_order(self) -> None:
         decoder = decoders_base.get_decoder(JPEGLosslessSV1)
-        assert decode_module.preferred_plugin(decoder, 3) == ""
-        assert decode_module.preferred_plugin(decoders_base.get_decoder(RLELossless), 1) == ""
+        assert plugins_module.preferred_plugin(decoder, 3) == ""
+        assert plugins_module.preferred_plugin(decoders_base.get_decoder(RLELossless), 1) == ""
 
     def test_a_failing_fast_plugin_falls_back_to_pydicoms_order(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -598,6 +598,6 @@ class TestPreferredPlugins:
             calls.append(len(src))
             raise ValueError("this codec is broken")
 
-        monkeypatch.setitem(decoder._available, decode_module.ljpeg.PLUGIN, broken)
+        monkeypatch.setitem(decoder._available, plugins_module.ljpeg.PLUGIN, broken)
         np.testing.assert_array_equal(decode_one(path), reference)
         assert calls  # the fast plugin was tried first

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,27 +10,19 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 from pydicom.uid import (
-    UID,
     ComprehensiveSRStorage,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000Lossless,
     KeyObjectSelectionDocumentStorage,
     RLELossless,
     RTImageStorage,
 )
 
-import batchfrac.ingest.header as header_module
 from batchfrac.defaults import DEFAULT_MODALITIES
 from batchfrac.enums import Reason
 from batchfrac.errors import FileRejected
-from batchfrac.ingest.header import (
-    check_image,
-    decodable,
-    read_header,
-    transfer_syntax_name,
-)
+from batchfrac.ingest.header import check_image, read_header
 from batchfrac.records import DicomHeader
 from tests.factories import (
     gradient_image,
@@ -270,44 +261,3 @@ class TestCheckImage:
         with pytest.raises(FileRejected) as info:
             check_image(make_header(modality=None))
         assert info.value.reason is Reason.UNSUPPORTED_MODALITY
-
-
-class TestTransferSyntaxName:
-    def test_known_and_unknown(self) -> None:
-        assert transfer_syntax_name(RLELossless) == "RLE Lossless"
-        assert transfer_syntax_name("1.2.3.4") == "unknown"
-        assert transfer_syntax_name(None) == "unknown"
-
-
-class TestDecodable:
-    def test_native_syntax(self) -> None:
-        assert decodable(ExplicitVRLittleEndian) == (True, "native")
-
-    def test_compressed_syntax_names_its_plugins(self) -> None:
-        ok, detail = decodable(JPEG2000Lossless)
-        assert ok is True
-        assert "pylibjpeg" in detail or "gdcm" in detail
-
-    def test_syntax_without_any_decoder(self) -> None:
-        ok, detail = decodable("1.2.826.0.1.3680043.9999.1")
-        assert ok is False
-        assert "no pixel data decoder" in detail
-
-    def test_missing_plugin_dependencies_are_reported(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        fake = SimpleNamespace(
-            is_available=False,
-            available_plugins=(),
-            missing_dependencies=["pylibjpeg: requires pylibjpeg-openjpeg", "gdcm: requires gdcm"],
-        )
-        monkeypatch.setattr(header_module, "get_decoder", lambda uid: fake)
-        ok, detail = decodable(UID(JPEG2000Lossless))
-        assert ok is False
-        assert detail == (
-            "no installed plugin decodes JPEG 2000 Image Compression (Lossless Only): "
-            "pylibjpeg: requires pylibjpeg-openjpeg; gdcm: requires gdcm"
-        )
-
-    def test_no_syntax(self) -> None:
-        assert decodable(None)[0] is False

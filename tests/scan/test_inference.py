@@ -11,7 +11,7 @@ from batchfrac.bundle.format import ModelBundle
 from batchfrac.enums import Bone, Head, ImageFlag, Routing
 from batchfrac.report.bodypart import bones_for_body_part, routing_flags
 from batchfrac.scan.inference import BatchPredictor, BatchQueue
-from tests.scan_fakes import BONES, FakeBundle, cached_tiny_bundle, image_of_mean, router_probs
+from tests.scan_fakes import BONES, FakeBundle, image_of_mean, router_probs
 
 # Means that route to elbow, finger, hand, hand, wrist (floor(mean * 7)).
 MEANS = [0.05, 0.2, 0.5, 0.52, 0.95]
@@ -147,9 +147,8 @@ class TestRoutingFlags:
 
 
 @pytest.fixture(scope="module")
-def real_bundle(request: pytest.FixtureRequest) -> ModelBundle:
-    cache = Path(request.config.cache.mkdir("batchfrac-tiny-bundle-v1"))
-    return ModelBundle.load(cached_tiny_bundle(cache))
+def real_bundle(tiny_bundle: Path) -> ModelBundle:
+    return ModelBundle.load(tiny_bundle)
 
 
 @pytest.mark.slow  # builds real B0 networks (about 30 s on 2 cores)

@@ -16,17 +16,11 @@ import pytest
 
 from batchfrac.atomic import TEMP_SUFFIX
 from batchfrac.scan.resume import PARTS_DIR
-from tests.scan_fakes import cached_tiny_bundle, make_dicom_archive
+from tests.scan_fakes import make_dicom_archive
 
 pytestmark = pytest.mark.slow  # three real scans (TensorFlow start-up each): about a minute
 
 COPIES = 4  # the sample archive x4: 28 files, 14 chunks of 2
-
-
-@pytest.fixture(scope="module")
-def tiny_bundle(request: pytest.FixtureRequest) -> Path:
-    """A real image-size-64 bundle, cached between sessions in pytest's cache dir."""
-    return cached_tiny_bundle(Path(request.config.cache.mkdir("batchfrac-tiny-bundle-v1")))
 
 
 @pytest.fixture(scope="module")
