@@ -1,8 +1,8 @@
 """Parquet report files: written atomically, checked against their schema, with provenance.
 
-Every file carries key-value metadata under :data:`META_PREFIX` (README: invariant 4, provenance): the
-schema and its version, the run id, bundle id, software version, preprocessing spec and the
-sha256 of every weight file, so a row can always be traced to what produced it.
+Every file carries key-value metadata under :data:`META_PREFIX` (README, invariant 4): the
+schema and its version, the run id, bundle id, software version, preprocessing spec and
+the sha256 of every weight file, so a row can always be traced to what produced it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ META_PREFIX = "batchfrac."
 
 @dataclass(frozen=True, slots=True)
 class Provenance:
-    """What every report file carries in its key-value metadata (README: invariant 4, provenance)."""
+    """What every report file carries in its key-value metadata (README, invariant 4)."""
 
     run_id: str
     bundle_id: str
