@@ -28,6 +28,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from ..defaults import DEFAULT_THRESHOLD
+
 _BINARY = [0, 1]
 
 
@@ -76,14 +78,16 @@ def _kappa(truth: np.ndarray, pred: np.ndarray) -> float | None:
     return _defined(cohen_kappa_score(truth, pred, labels=_BINARY))
 
 
-def predict_abnormal(prob: ArrayLike, threshold: float | ArrayLike = 0.5) -> np.ndarray:
+def predict_abnormal(
+    prob: ArrayLike, threshold: float | ArrayLike = DEFAULT_THRESHOLD
+) -> np.ndarray:
     """0/1 predictions: abnormal (1) where the probability is above ``threshold``
     (one value, or one per case)."""
     return (np.asarray(prob, dtype=np.float64) > np.asarray(threshold)).astype(np.int64)
 
 
 def binary_metrics(
-    y_true: ArrayLike, prob: ArrayLike, threshold: float | ArrayLike = 0.5
+    y_true: ArrayLike, prob: ArrayLike, threshold: float | ArrayLike = DEFAULT_THRESHOLD
 ) -> BinaryMetrics:
     """TP/FN/FP/TN, accuracy, precision, sensitivity, specificity, F1, kappa and AUROC.
 
