@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from batchfrac.enums import Bone
+from batchfrac.localisation import BOX_COLUMNS
 from batchfrac.synth import SynthConfig, generate_archive, generate_mura
 from batchfrac.synth.abnormal import (
     Abnormality,
@@ -25,7 +26,6 @@ from batchfrac.synth.abnormal import (
     fragment_motion,
 )
 from batchfrac.synth.anatomy import VIEWS, View
-from batchfrac.synth.archive import BOX_COLUMNS
 from batchfrac.synth.raster import piece_attenuation, texture_field
 from batchfrac.synth.render import PixelBox, render_view_with_box
 from batchfrac.synth.shapes import long_bone, similarity

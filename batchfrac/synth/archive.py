@@ -25,6 +25,7 @@ from pydicom.fileset import FileSet
 from pydicom.uid import UID
 
 from ..enums import Reason
+from ..localisation import BOX_COLUMNS
 from .abnormal import Injury
 from .config import Layout, Syntax, SynthConfig, SynthSummary
 from .dicom import build_dataset, encode, jpeg_lossless_available
@@ -35,9 +36,6 @@ from .render import PixelBox, render_view_with_box
 
 Progress = Callable[[int, int], None]
 
-#: Where the abnormality is drawn, in stored pixels (x = column, y = row; x1, y1
-#: exclusive: ``pixels[y0:y1, x0:x1]``); empty when the image shows none.
-BOX_COLUMNS = ("abnormality_x0", "abnormality_y0", "abnormality_x1", "abnormality_y1")
 
 #: Columns of ``ground_truth.csv``, one row per image file.
 GROUND_TRUTH_COLUMNS = (
@@ -59,6 +57,8 @@ GROUND_TRUTH_COLUMNS = (
     "bits_stored",  # (0028,0101)
     "rows",  # (0028,0010)
     "columns",  # (0028,0011)
+    # where the abnormality is drawn, in stored pixels (x = column, y = row; x1, y1
+    # exclusive: pixels[y0:y1, x0:x1]); empty when the image shows none
     *BOX_COLUMNS,
 )
 JUNK_COLUMNS = ("path", "reason", "description")

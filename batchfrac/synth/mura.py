@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from ..enums import Reason
+from ..localisation import BOX_COLUMNS
 from .archive import (
-    BOX_COLUMNS,
     Progress,
     box_fields,
     check_empty,
