@@ -1,5 +1,6 @@
 """Grad-CAM: real gradients through a head, checked against the closed form of a GAP ->
-Dense head (CAM, Zhou et al. 2016) on the demo bundle's B0 heads, and on hand-set heads."""
+Dense head (CAM, Zhou et al. 2016) on the demo bundle's B0 heads, on hand-set heads, under
+JAX too; and the cell grid the maps are drawn on, against Keras' own B0 padding."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from keras.src.applications.imagenet_utils import correct_pad
 
 from batchfrac.enums import Bone
+from batchfrac.localisation import efficientnet_grid
 from batchfrac.models.bundle import ModelBundle
 from batchfrac.models.gradcam import ABNORMAL, CAM_LAYER, Score, cam_activation, gradcam
+from batchfrac.models.network import iter_leaf_layers
 from batchfrac.preprocess import preprocess
 from batchfrac.synth import render_radiograph
 
@@ -200,3 +204,59 @@ def test_jax_backend_gives_the_same_maps() -> None:
         analytic_cam(relu, kernel[:, ABNORMAL].astype(np.float32)),
         atol=1e-5,
     )
+
+
+class TestCellGrid:
+    """:func:`efficientnet_grid` (pure arithmetic) against Keras' own B0 and padding."""
+
+    def test_b0_downsamples_five_times_after_correct_pad(self, demo) -> None:
+        bundle, _ = demo
+        layers = list(iter_leaf_layers(bundle.runtime.trunk))
+        strided = [
+            (before, layer)
+            for before, layer in zip(layers, layers[1:], strict=False)
+            if getattr(layer, "strides", (1, 1)) != (1, 1)
+        ]
+        assert len(strided) == 5
+        for before, layer in strided:
+            k = layer.kernel_size[0]
+            assert layer.strides == (2, 2) and layer.padding == "valid"
+            assert isinstance(before, keras.layers.ZeroPadding2D)
+            assert tuple(map(tuple, before.padding)) == ((k // 2 - 1, k // 2),) * 2
+        assert bundle.runtime.head(Bone.HAND.value).get_layer(CAM_LAYER).output.shape[1] == 7
+
+    def test_the_grid_is_where_the_receptive_fields_are_centred(self) -> None:
+        # B0's five downsampling steps (kernels 3, 3, 5, 3, 5) on one channel, all
+        # weights 1: linear, so cell j's receptive field is the gradient of its output
+        image = keras.Input(shape=(224, 224, 1))
+        x = image
+        for k in (3, 3, 5, 3, 5):
+            x = keras.layers.ZeroPadding2D(correct_pad(x, k))(x)
+            x = keras.layers.DepthwiseConv2D(k, strides=2, padding="valid", use_bias=False)(x)
+        chain = keras.Model(image, x)
+        for layer in chain.layers:
+            if layer.weights:
+                layer.set_weights([np.ones_like(w) for w in layer.get_weights()])
+        grid = efficientnet_grid(224)
+        tap = TestCellGrid._tap(chain)
+        for j in (2, 3, 4):  # cells whose ~100 px receptive field the padding does not cut
+            profile = tap(j).sum(axis=0)
+            centre = (profile * np.arange(224)).sum() / profile.sum()
+            support = np.flatnonzero(profile)
+            assert support[0] > 0 and support[-1] < 223
+            assert centre == pytest.approx(grid.offset + grid.stride * j, abs=1e-3)
+            assert (support[0] + support[-1]) / 2 == grid.offset + grid.stride * j
+
+    @staticmethod
+    def _tap(chain: keras.Model):
+        """``j`` -> the input weights of output cell (j, j): the impulse responses summed."""
+        import tensorflow as tf
+
+        def tap(j: int) -> np.ndarray:
+            x = tf.zeros((1, 224, 224, 1))
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                out = chain(x)[0, j, j, 0]
+            return tape.gradient(out, x).numpy()[0, :, :, 0]
+
+        return tap
