@@ -155,3 +155,24 @@ class Routing(str, Enum):
     HARD = "hard"
     #: All seven heads run; P(abnormal) = sum_b P(b) * P(abnormal | b).
     SOFT = "soft"
+
+
+class CamScore(str, Enum):
+    """What Grad-CAM differentiates (:mod:`batchfrac.bundle.gradcam`): a function of the
+    head's pre-softmax outputs ``z``.
+
+    ``log_odds`` (default): ``z_c - logsumexp(z_j, j != c)``, the logit of ``p_c``
+    (two classes: ``z_abnormal - z_normal``). A softmax head learns only differences of
+    its logits (adding one number to every logit changes nothing), and in training the
+    two columns of the Dense kernel move by opposite amounts: ``z_c`` alone keeps a part
+    of the random initial kernel that no training signal shaped; the difference carries
+    the learnt evidence twice. Unlike ``p_c`` it does not saturate.
+    ``logit``: ``z_c``, the pre-softmax class score of the Grad-CAM paper; for a GAP ->
+    Dense head its map is the CAM of Zhou et al. (ReLU of ``sum_k W[k, c] A_k``).
+    ``probability``: ``p_c``; its gradient shrinks by ``p_c (1 - p_c)``, so for a
+    confident image it underflows and the map is zero: kept for comparison only.
+    """
+
+    LOG_ODDS = "log_odds"
+    LOGIT = "logit"
+    PROBABILITY = "probability"

@@ -130,3 +130,64 @@ def _relative(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+#: Columns of a labels CSV that hold an image's abnormality box (``batchfrac synth`` writes
+#: them in ``ground_truth.csv``; ``evaluate``'s pointing game reads them).
+BOX_COLUMNS = ("abnormality_x0", "abnormality_y0", "abnormality_x1", "abnormality_y1")
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box in stored-image pixels: columns ``x0 <= x < x1``, rows ``y0 <= y < y1``."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    def __post_init__(self) -> None:
+        if not (self.x0 < self.x1 and self.y0 < self.y1):
+            raise ValueError(f"empty box {self}")
+
+    @property
+    def area(self) -> int:
+        """Pixels inside."""
+        return (self.x1 - self.x0) * (self.y1 - self.y0)
+
+    def contains(self, x: int, y: int) -> bool:
+        """Whether pixel ``(x, y)`` (column, row) lies inside."""
+        return self.x0 <= x < self.x1 and self.y0 <= y < self.y1
+
+    def grown(self, margin: int, rows: int, columns: int) -> Box:
+        """This box grown by ``margin`` pixels on every side, cut to the image."""
+        return Box(
+            max(self.x0 - margin, 0),
+            max(self.y0 - margin, 0),
+            min(self.x1 + margin, columns),
+            min(self.y1 + margin, rows),
+        )
+
+
+def read_boxes(labels_csv: Path) -> dict[str, Box]:
+    """``path`` -> abnormality box from a labels CSV with ``path`` and :data:`BOX_COLUMNS`.
+
+    Rows with empty box cells have no box; a CSV without the columns gives ``{}``.
+    Raises ``ValueError`` naming the line of a partly filled or malformed box.
+    """
+    boxes: dict[str, Box] = {}
+    with open(labels_csv, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        columns = {c.strip().lower(): c for c in reader.fieldnames or []}
+        if "path" not in columns or not all(c in columns for c in BOX_COLUMNS):
+            return {}
+        for n, record in enumerate(reader, start=2):
+            cells = [(record[columns[c]] or "").strip() for c in BOX_COLUMNS]
+            if not any(cells):
+                continue
+            try:
+                box = Box(*(int(c) for c in cells))
+            except ValueError as exc:
+                raise ValueError(f"{labels_csv}:{n}: bad abnormality box {cells}: {exc}") from None
+            boxes[(record[columns["path"]] or "").strip().replace("\\", "/")] = box
+    return boxes

@@ -13,13 +13,14 @@ studies follow :mod:`batchfrac.report.aggregate`: the study's bone is the one wi
 summed router confidence, each image keeps its own routed head's probability. Rows are
 grouped by the true bone; a study is abnormal when any of its images is labelled so.
 Bones without a head are skipped and listed in ``skipped``.
-Metrics come from :mod:`batchfrac.evaluation.metrics` (scikit-learn).
+Metrics come from :mod:`batchfrac.evaluation.metrics` (scikit-learn). When the labels CSV
+carries abnormality boxes, the Grad-CAM pointing game runs too (:mod:`.pointing`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from ..enums import Bone, Head, Label
 from ..report.aggregate import study_bone
 from .metrics import MulticlassMetrics, average_row, binary_metrics, multiclass_metrics
 from .paper import REFERENCE_COLUMNS, reference
+from .pointing import NEAR_MARGIN, PointingGame
 
 ORACLE = "oracle"
 ROUTED = "routed"
@@ -51,6 +53,7 @@ class EvalConfig:
     split: str = "valid"
     labels: Path | None = None
     batch_size: int = 32
+    near_margin: float = NEAR_MARGIN  # pointing game: "near" = box grown by this share
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ class Evaluation:
     skipped: tuple[str, ...]
     provenance: dict[str, Any]
     predictions: Predictions = field(repr=False)
+    #: Grad-CAM pointing game, when the labels carry abnormality boxes (DICOM + labels CSV)
+    pointing: PointingGame | None = None
 
     def table(self, mode: str, level: str) -> list[dict[str, Any]]:
         """The rows of one table (e.g. oracle/image): bones, then average and overall."""
@@ -288,4 +293,12 @@ def evaluate(config: EvalConfig, on_batch: Callable[[int, int], None] | None = N
         "data": dataset.describe(),
         "labels": str(config.labels) if config.labels else None,
     }
-    return evaluate_predictions(predictions, provenance)
+    evaluation = evaluate_predictions(predictions, provenance)
+    if config.labels is None:
+        return evaluation
+    from .pointing import pointing_cases
+
+    cases = pointing_cases(bundle, dataset, loader, config.labels, batch_size=config.batch_size)
+    if not cases:
+        return evaluation
+    return replace(evaluation, pointing=PointingGame(tuple(cases), config.near_margin))

@@ -5,7 +5,10 @@ Files written to ``--out`` (each atomically):
 - ``metrics.csv``: one row per (mode, level, bone) with :data:`METRICS_CSV_COLUMNS`;
 - ``router_confusion.csv``: rows = true bone, columns = routed bone (image level);
 - ``predictions.csv``: one row per image (:data:`PREDICTIONS_CSV_COLUMNS`);
-- ``evaluation.json``: provenance, every table, the router metrics, what was skipped.
+- ``pointing.csv``: the Grad-CAM pointing game per bone (:data:`POINTING_COLUMNS`), when
+  the labels carry abnormality boxes;
+- ``evaluation.json``: provenance, every table, the router metrics, the pointing game
+  (with each image's box and peak), what was skipped.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from ..enums import Bone
 from .evaluate import IMAGE, ORACLE, ROUTED, STUDY, Evaluation
 from .metrics import METRIC_COLUMNS, RATE_COLUMNS
 from .paper import REFERENCE_COLUMNS
+from .pointing import POINTING_COLUMNS, POINTING_SCORE
 
 METRICS_CSV = "metrics.csv"
 ROUTER_CSV = "router_confusion.csv"
 PREDICTIONS_CSV = "predictions.csv"
 EVALUATION_JSON = "evaluation.json"
+POINTING_CSV = "pointing.csv"
 
 METRICS_CSV_COLUMNS: tuple[str, ...] = (
     "mode",
@@ -109,10 +114,23 @@ def evaluation_document(evaluation: Evaluation) -> dict[str, Any]:
     router = None
     if evaluation.router is not None:
         router = {"classes": [b.value for b in Bone], **evaluation.router.as_dict()}
+    pointing = None
+    if evaluation.pointing is not None:
+        game = evaluation.pointing
+        pointing = {
+            "method": f"Grad-CAM of the abnormal class ({POINTING_SCORE.value}) on each "
+            "image's true bone's head; hit = peak inside the box; near = inside the box "
+            "grown by near_margin of the image's long side; chance = mean box area / image "
+            "area",
+            "near_margin": game.margin,
+            "rows": game.rows([b.value for b in Bone]),
+            "images": game.image_rows(),
+        }
     return {
         "provenance": evaluation.provenance,
         "rows": list(evaluation.rows),
         "router": router,
+        "pointing": pointing,
         "skipped": list(evaluation.skipped),
     }
 
@@ -127,6 +145,11 @@ def write_outputs(evaluation: Evaluation, out: Path) -> list[Path]:
         PREDICTIONS_CSV: _csv_text(PREDICTIONS_CSV_COLUMNS, prediction_rows(evaluation)),
         EVALUATION_JSON: (json.dumps(evaluation_document(evaluation), indent=2) + "\n").encode(),
     }
+    if evaluation.pointing is not None:
+        rows = evaluation.pointing.rows([b.value for b in Bone])
+        files[POINTING_CSV] = _csv_text(
+            POINTING_COLUMNS, [[r[c] for c in POINTING_COLUMNS] for r in rows]
+        )
     if evaluation.router is not None:
         names = [b.value for b in Bone]
         matrix = [
@@ -209,6 +232,36 @@ def router_table(evaluation: Evaluation) -> Table | None:
     return table
 
 
+def pointing_table(evaluation: Evaluation) -> Table | None:
+    """The Grad-CAM pointing game per bone and overall (``None`` without boxes)."""
+    game = evaluation.pointing
+    if game is None:
+        return None
+    near = f"±{game.margin:.0%}"
+    table = Table(
+        title=f"Grad-CAM pointing game: peak in the box, or within {near} of the long side "
+        "(abnormal images with a box; chance = box area / image area)",
+        title_justify="left",
+        **_COMPACT,
+    )
+    columns = [
+        ("bone", "bone"),
+        ("n", "n"),
+        ("hits", "in box"),
+        ("hit_rate", "rate"),
+        ("chance", "chance"),
+        ("near_hits", f"{near}"),
+        ("near_hit_rate", "rate"),
+        ("near_chance", "chance"),
+    ]
+    for key, title in columns:
+        table.add_column(title, justify="left" if key == "bone" else "right", min_width=5)
+    for row in game.rows([b.value for b in Bone]):
+        style = "bold" if row["bone"] == "overall" else None
+        table.add_row(*(_fmt(row.get(key)) for key, _ in columns), style=style)
+    return table
+
+
 def render(evaluation: Evaluation, console: Console) -> None:
     """Print every table, then what was skipped."""
     for mode in (ORACLE, ROUTED):
@@ -216,8 +269,8 @@ def render(evaluation: Evaluation, console: Console) -> None:
             table = metrics_table(evaluation, mode, level)
             if table is not None:
                 console.print(table)
-    table = router_table(evaluation)
-    if table is not None:
-        console.print(table)
+    for table in (router_table(evaluation), pointing_table(evaluation)):
+        if table is not None:
+            console.print(table)
     for line in evaluation.skipped:
         console.print(f"skipped {line}")

@@ -168,7 +168,7 @@ def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(img), (width, height), interpolation=interpolation)
 
 
-def _fit(shape: tuple[int, ...], n: int) -> tuple[int, int]:
+def fitted_shape(shape: tuple[int, ...], n: int) -> tuple[int, int]:
     """(height, width) with the long side ``n`` and the aspect ratio of ``shape``."""
     h, w = shape[0], shape[1]
     scale = n / max(h, w)
@@ -187,7 +187,7 @@ def resize_long_side(img: np.ndarray, n: int) -> np.ndarray:
         raise ValueError(f"target size must be positive, got {n}")
     if max(img.shape[0], img.shape[1]) == n:
         return img
-    h, w = _fit(img.shape, n)
+    h, w = fitted_shape(img.shape, n)
     return _resize(img, w, h)
 
 

@@ -30,6 +30,7 @@ from ..errors import SpecError
 from .filters import (
     canny,
     clahe,
+    fitted_shape,
     laplacian_sharpen,
     letterbox,
     prewitt,
@@ -42,7 +43,9 @@ __all__ = [
     "SPEC_VERSION",
     "SCHEMA_NAME",
     "ChannelOp",
+    "LetterboxGeometry",
     "PreprocessSpec",
+    "letterbox_geometry",
     "preprocess",
     "to_working_size",
     "apply_channel_op",
@@ -233,3 +236,69 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
             computed[op] = apply_channel_op(op, working, spec)
     stacked = cv2.merge([computed[op] for op in spec.channels])
     return letterbox(stacked, spec.image_size)
+
+
+@dataclass(frozen=True)
+class LetterboxGeometry:
+    """Where a ``rows x columns`` image lands in the ``image_size``-square model input.
+
+    The image fills ``height x width`` input pixels from ``(top, left)``; the rest is
+    padding. Points are in pixel-index coordinates (pixel ``i`` has its centre at ``i``;
+    x = column, y = row) and both resizes of :func:`preprocess` map the image's edges onto
+    the content's edges, so the mapping is affine per axis (the two scales differ by the
+    rounding of the resized sides).
+    """
+
+    rows: int
+    columns: int
+    image_size: int
+    top: int
+    left: int
+    height: int
+    width: int
+
+    @property
+    def scale_x(self) -> float:
+        """Input pixels per image pixel along x."""
+        return self.width / self.columns
+
+    @property
+    def scale_y(self) -> float:
+        """Input pixels per image pixel along y."""
+        return self.height / self.rows
+
+    def to_image(self, u: np.ndarray | float, v: np.ndarray | float) -> tuple[Any, Any]:
+        """Input point(s) ``(u, v)`` -> image point(s) ``(x, y)`` (floats)."""
+        x = (np.asarray(u, dtype=np.float64) + 0.5 - self.left) / self.scale_x - 0.5
+        y = (np.asarray(v, dtype=np.float64) + 0.5 - self.top) / self.scale_y - 0.5
+        return x, y
+
+    def to_input(self, x: np.ndarray | float, y: np.ndarray | float) -> tuple[Any, Any]:
+        """Image point(s) ``(x, y)`` -> input point(s) ``(u, v)`` (floats)."""
+        u = (np.asarray(x, dtype=np.float64) + 0.5) * self.scale_x + self.left - 0.5
+        v = (np.asarray(y, dtype=np.float64) + 0.5) * self.scale_y + self.top - 0.5
+        return u, v
+
+    @property
+    def content(self) -> tuple[slice, slice]:
+        """``(rows, columns)`` slices of the input that hold the image (not the padding)."""
+        return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
+
+
+def letterbox_geometry(rows: int, columns: int, spec: PreprocessSpec) -> LetterboxGeometry:
+    """The geometry :func:`preprocess` gives a ``rows x columns`` image under ``spec``.
+
+    Computed with the same rounding as the shrink to ``spec.working_size`` and the
+    letterbox. For a frame decoded at reduced resolution (ingest's ``reduced_resolution``
+    flag) pass the header's Rows and Columns to map to stored pixels: the decoded frame
+    covers the same field, so the mapping is off by at most the rounding of one side.
+    """
+    if rows < 1 or columns < 1:
+        raise ValueError(f"image size must be positive, got {rows} x {columns}")
+    h, w = rows, columns
+    if max(h, w) > spec.working_size:
+        h, w = fitted_shape((h, w), spec.working_size)
+    size = spec.image_size
+    if max(h, w) != size:
+        h, w = fitted_shape((h, w), size)
+    return LetterboxGeometry(rows, columns, size, (size - h) // 2, (size - w) // 2, h, w)

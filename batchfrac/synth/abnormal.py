@@ -17,6 +17,8 @@ import numpy as np
 from .raster import fill
 from .shapes import Piece
 
+_LINE_SHIFT = 4  # fixed-point bits for sub-pixel line drawing
+
 
 class Abnormality(str, Enum):
     """Kind of abnormality in an abnormal study (the ``abnormality`` CSV column)."""
@@ -98,27 +100,28 @@ def fracture_site(piece: Piece, injury: Injury, shape: tuple[int, int]) -> np.nd
     return p0 + u * length * (lo + injury.where * (hi - lo))
 
 
-def fracture(att: np.ndarray, piece: Piece, injury: Injury, height: int) -> np.ndarray:
-    """``att`` (this piece's attenuation alone) with the bone cut and one fragment moved.
-
-    The cut is a jagged line across the bone; the fragment on the far side of the
-    axis turns by ``angulation`` about the fracture point, slides sideways and apart,
-    leaving a dark gap with sharp edges (or a bright overlap where fragments override).
-    """
+def cut_line(piece: Piece, injury: Injury, shape: tuple[int, int]) -> np.ndarray:
+    """The jagged fracture line across ``piece`` (N, 2 pixel points), longer than the bone
+    is wide: the bone's outline clips it."""
     _, u, n, _ = _frame(piece)
-    site = fracture_site(piece, injury, att.shape)
+    site = fracture_site(piece, injury, shape)
     w = max(piece.half_width, 2.0)
     a = np.deg2rad(injury.cut_angle)
     cut = np.cos(a) * n + np.sin(a) * u
     reach = 3.0 * w / max(np.cos(a), 0.5)
     s = np.linspace(-reach, reach, len(injury.jag))
-    line = site + np.outer(s, cut) + np.outer(np.asarray(injury.jag) * 0.3 * w, u)
-    far = 4.0 * max(att.shape)
-    side = np.concatenate([line, [line[-1] + u * far, line[0] + u * far]])
-    mask = np.zeros(att.shape, np.uint8)
-    fill(mask, side)
-    moving = att * mask
-    staying = att * (1 - mask)
+    line: np.ndarray = site + np.outer(s, cut) + np.outer(np.asarray(injury.jag) * 0.3 * w, u)
+    return line
+
+
+def fragment_motion(
+    piece: Piece, injury: Injury, shape: tuple[int, int], height: int
+) -> np.ndarray:
+    """2x3 pixel matrix that moves the far fragment: turn about the fracture point, then
+    slide apart along the axis and sideways."""
+    _, u, n, _ = _frame(piece)
+    site = fracture_site(piece, injury, shape)
+    w = max(piece.half_width, 2.0)
     gap = max(injury.gap * w, 0.03 * height)
     shift = np.sign(injury.shift) * max(abs(injury.shift) * w, 0.025 * height)
     # cap the swing of a long fragment's far end at a few bone widths
@@ -127,10 +130,48 @@ def fracture(att: np.ndarray, piece: Piece, injury: Injury, height: int) -> np.n
     angle = float(np.sign(injury.angulation) * min(abs(injury.angulation), max(limit, 6.0)))
     rot = cv2.getRotationMatrix2D((float(site[0]), float(site[1])), angle, 1.0)
     rot[:, 2] += u * gap + n * shift
+    return rot
+
+
+def fracture(att: np.ndarray, piece: Piece, injury: Injury, height: int) -> np.ndarray:
+    """``att`` (this piece's attenuation alone) with the bone cut and one fragment moved.
+
+    The cut is a jagged line across the bone (:func:`cut_line`); the fragment on the far
+    side of the axis turns by ``angulation`` about the fracture point, slides sideways and
+    apart (:func:`fragment_motion`), leaving a dark gap with sharp edges (or a bright
+    overlap where fragments override).
+    """
+    _, u, _, _ = _frame(piece)
+    line = cut_line(piece, injury, att.shape)
+    far = 4.0 * max(att.shape)
+    side = np.concatenate([line, [line[-1] + u * far, line[0] + u * far]])
+    mask = np.zeros(att.shape, np.uint8)
+    fill(mask, side)
+    moving = att * mask
+    staying = att * (1 - mask)
+    rot = fragment_motion(piece, injury, att.shape, height)
     moved = cv2.warpAffine(
         moving, rot, (att.shape[1], att.shape[0]), flags=cv2.INTER_LINEAR, borderValue=0.0
     )
     return staying + moved
+
+
+def fracture_extent(att: np.ndarray, piece: Piece, injury: Injury, height: int) -> np.ndarray:
+    """Where :func:`fracture` breaks ``piece``: float32 0/1 mask of the cut edges of both
+    fragments (the fracture line clipped to the bone, and its copy moved with the far
+    fragment). Its bounding box also holds the gap or overlap between the fragments.
+    """
+    line = cut_line(piece, injury, att.shape)
+    drawn = np.zeros(att.shape, np.uint8)
+    pts = np.round(line * (1 << _LINE_SHIFT)).astype(np.int32)
+    # 3 px wide: the last bone pixels on both sides of the cut
+    cv2.polylines(drawn, [pts], False, 1, 3, cv2.LINE_8, _LINE_SHIFT)
+    edges = (drawn * (att > 0)).astype(np.float32)
+    rot = fragment_motion(piece, injury, att.shape, height)
+    moved = cv2.warpAffine(
+        edges, rot, (att.shape[1], att.shape[0]), flags=cv2.INTER_LINEAR, borderValue=0.0
+    )
+    return np.maximum(edges, (moved >= 0.5).astype(np.float32))
 
 
 def _rect(centre: np.ndarray, along: np.ndarray, half_len: float, half_w: float) -> np.ndarray:

@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 from pydicom.uid import UID
 
+from ..datasets.archive import BOX_COLUMNS
 from ..enums import Reason
 from .abnormal import Injury
 from .config import Layout, Syntax, SynthConfig, SynthSummary
@@ -31,9 +32,10 @@ from .dicom import build_dataset, encode, jpeg_lossless_available
 from .junk import JunkFile, write_clutter, write_truncated
 from .parallel import ordered_map
 from .plan import ImagePlan, StudyPlan, plan_archive, stream, uid
-from .render import render_view
+from .render import PixelBox, render_view_with_box
 
 Progress = Callable[[int, int], None]
+
 
 #: Columns of ``ground_truth.csv``, one row per image file.
 GROUND_TRUTH_COLUMNS = (
@@ -55,6 +57,9 @@ GROUND_TRUTH_COLUMNS = (
     "bits_stored",  # (0028,0101)
     "rows",  # (0028,0010)
     "columns",  # (0028,0011)
+    # where the abnormality is drawn, in stored pixels (x = column, y = row; x1, y1
+    # exclusive: pixels[y0:y1, x0:x1]); empty when the image shows none
+    *BOX_COLUMNS,
 )
 JUNK_COLUMNS = ("path", "reason", "description")
 
@@ -75,10 +80,18 @@ def render_planned(study: StudyPlan, image: ImagePlan, seed: int) -> np.ndarray:
 
     The injury is drawn from the study's stream, so all views share it.
     """
+    return render_planned_with_box(study, image, seed)[0]
+
+
+def render_planned_with_box(
+    study: StudyPlan, image: ImagePlan, seed: int
+) -> tuple[np.ndarray, PixelBox | None]:
+    """:func:`render_planned` and the abnormality's box in it (see
+    :func:`.render.render_view_with_box`); ``None`` when the image shows none."""
     injury = None
     if study.abnormality is not None and image.visible:
         injury = Injury.draw(study.abnormality, stream(seed, 4, study.index))
-    return render_view(
+    return render_view_with_box(
         study.bone,
         image.view,
         (image.rows, image.columns),
@@ -95,8 +108,15 @@ def make_instance(study: StudyPlan, image: ImagePlan, seed: int) -> Dataset:
     return encode(build_dataset(pixels, study, image, seed), image.syntax)
 
 
-def _make_instance(job: tuple[StudyPlan, ImagePlan, int]) -> Dataset:
-    return make_instance(*job)
+def _make_instance(job: tuple[StudyPlan, ImagePlan, int]) -> tuple[Dataset, PixelBox | None]:
+    pixels, box = render_planned_with_box(*job)
+    study, image, seed = job
+    return encode(build_dataset(pixels, study, image, seed), image.syntax), box
+
+
+def box_fields(box: PixelBox | None) -> dict[str, object]:
+    """The :data:`BOX_COLUMNS` of a truth row (empty strings without a box)."""
+    return dict(zip(BOX_COLUMNS, box if box is not None else ("",) * 4, strict=True))
 
 
 def own_path(study: StudyPlan, image: ImagePlan) -> str:
@@ -109,7 +129,9 @@ def own_path(study: StudyPlan, image: ImagePlan) -> str:
     return f"{folder}/{name}"
 
 
-def _truth_row(path: str, study: StudyPlan, image: ImagePlan) -> dict[str, object]:
+def _truth_row(
+    path: str, study: StudyPlan, image: ImagePlan, box: PixelBox | None
+) -> dict[str, object]:
     return {
         "path": path,
         "patient_id": study.patient.patient_id,
@@ -129,6 +151,7 @@ def _truth_row(path: str, study: StudyPlan, image: ImagePlan) -> dict[str, objec
         "bits_stored": image.bits_stored,
         "rows": image.rows,
         "columns": image.columns,
+        **box_fields(box),
     }
 
 
@@ -193,16 +216,16 @@ def generate_archive(
     for study in studies:
         on_cd = config.junk and study.patient.index % 3 == 0
         for image in study.images:
-            ds = next(made)
+            ds, box = next(made)
             order.append(image.sop_instance_uid)
             if on_cd:
                 fileset.add(ds)
-                truth[image.sop_instance_uid] = _truth_row("", study, image)
+                truth[image.sop_instance_uid] = _truth_row("", study, image, box)
             else:
                 path = own_path(study, image)
                 (out / path).parent.mkdir(parents=True, exist_ok=True)
                 ds.save_as(out / path, enforce_file_format=True)
-                truth[image.sop_instance_uid] = _truth_row(path, study, image)
+                truth[image.sop_instance_uid] = _truth_row(path, study, image, box)
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -22,12 +22,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..datasets.archive import BOX_COLUMNS
 from ..enums import Reason
-from .archive import Progress, check_empty, render_planned, write_answers
+from .archive import (
+    Progress,
+    box_fields,
+    check_empty,
+    render_planned_with_box,
+    write_answers,
+)
 from .config import Layout, Syntax, SynthConfig, SynthSummary
 from .junk import JunkFile, apple_double_bytes, write_bytes
 from .parallel import ordered_map
 from .plan import ImagePlan, StudyPlan, plan_archive, stream
+from .render import PixelBox
 
 ROOT = "MURA-v1.1"
 SPLITS = ("train", "valid")
@@ -42,6 +50,7 @@ MURA_TRUTH_COLUMNS = (
     "abnormality",  # fracture | hardware | ""
     "abnormality_visible",  # 1 if drawn in this image
     "view",  # AP | PA | LAT | OBL
+    *BOX_COLUMNS,  # the abnormality's box in PNG pixels, as in the DICOM layout
 )
 
 
@@ -103,9 +112,9 @@ def plan_mura(config: SynthConfig) -> list[MuraStudy]:
     return out
 
 
-def _draw_png(job: tuple[StudyPlan, ImagePlan, int]) -> bytes:
-    plan, image, seed = job
-    return _png(render_planned(plan, image, seed))
+def _draw_png(job: tuple[StudyPlan, ImagePlan, int]) -> tuple[bytes, PixelBox | None]:
+    pixels, box = render_planned_with_box(*job)
+    return _png(pixels), box
 
 
 def generate_mura(
@@ -131,7 +140,8 @@ def generate_mura(
         labeled[study.split].append(f"{study.folder},{label}")
         for image in plan.images:
             path = f"{study.folder}image{image.number}.png"
-            write_bytes(out, path, next(drawn))
+            png, box = next(drawn)
+            write_bytes(out, path, png)
             paths[study.split].append(path)
             truth.append(
                 {
@@ -144,6 +154,7 @@ def generate_mura(
                     "abnormality": "" if plan.abnormality is None else plan.abnormality.value,
                     "abnormality_visible": int(image.visible),
                     "view": image.view.value,
+                    **box_fields(box),
                 }
             )
             done += 1

@@ -13,13 +13,18 @@ import cv2
 import numpy as np
 
 from ..enums import Bone
-from .abnormal import Abnormality, Injury, fracture, fracture_site, hardware
+from .abnormal import Abnormality, Injury, fracture, fracture_extent, fracture_site, hardware
 from .anatomy import Tissue, View, build_skeleton
 from .raster import add_piece, bone_mask, fill, piece_attenuation, soft_tissue, texture_field
 from .shapes import Piece, apply, similarity
 
 #: Long side of the internal drawing canvas (pixels).
 INTERNAL_SIDE = 640
+#: Metal attenuation (see :func:`.abnormal.hardware`) counted as hardware in the truth box.
+_METAL_EXTENT = 0.1
+
+#: ``(x0, y0, x1, y1)`` in stored-image pixels: x = column, y = row, x1/y1 exclusive.
+PixelBox = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -42,10 +47,11 @@ def _placement(
     return Placement(matrix=(place @ flip)[:2], unit_px=float(unit_px))
 
 
-def _collimate(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _collimate(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Blank the border outside a rectangular, slightly rotated, collimated field.
 
     The blank is one constant value, as detectors with electronic shutters write it.
+    Returns the image and the field (uint8, 1 inside).
     """
     h, w = img.shape
     margins = [0.0 if rng.random() < 0.35 else rng.uniform(0.02, 0.08) for _ in range(4)]
@@ -60,7 +66,7 @@ def _collimate(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     mask = np.zeros((h, w), np.uint8)
     fill(mask, field)
     blank = np.float32(rng.uniform(0.0, 0.05))
-    return np.where(mask > 0, img, blank).astype(np.float32)
+    return np.where(mask > 0, img, blank).astype(np.float32), mask
 
 
 def _marker(img: np.ndarray, side: str, rng: np.random.Generator) -> None:
@@ -94,6 +100,18 @@ def _swelling(tissue: np.ndarray, hurt: Piece, injury: Injury) -> np.ndarray:
     return (tissue + 0.45 * blob * near).astype(np.float32)
 
 
+def _box(extent: np.ndarray, size: tuple[int, int], field: np.ndarray) -> PixelBox | None:
+    """Bounding box, in the final image, of a canvas mask resized like the image and cut
+    by the collimated ``field``; ``None`` when nothing of it is left."""
+    rows, cols = size
+    if extent.shape != (rows, cols):
+        extent = cv2.resize(extent, (cols, rows), interpolation=cv2.INTER_LINEAR)
+    ys, xs = np.nonzero((extent >= 0.5) & (field > 0))
+    if xs.size == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
 def render_view(
     bone: Bone,
     view: View,
@@ -108,6 +126,27 @@ def render_view(
     ``anatomy_rng`` shapes the skeleton and its placement, ``image_rng`` the detector
     noise and processing; ``injury`` (drawn once per study) the abnormality; ``side``
     is ``"L"`` or ``"R"`` (right images are mirrored and marked "R").
+    """
+    return render_view_with_box(bone, view, size, anatomy_rng, image_rng, injury, side)[0]
+
+
+def render_view_with_box(
+    bone: Bone,
+    view: View,
+    size: tuple[int, int],
+    anatomy_rng: np.random.Generator,
+    image_rng: np.random.Generator,
+    injury: Injury | None,
+    side: str,
+) -> tuple[np.ndarray, PixelBox | None]:
+    """:func:`render_view` and where the abnormality lies in it.
+
+    The box bounds the drawn fracture (the cut edges of both fragments and the gap
+    between them, :func:`.abnormal.fracture_extent`) or the metal of the hardware, as
+    it appears in the returned image: drawn on the canvas, resized with the image
+    (covering at least half of a pixel) and cut by the collimated field. ``None``
+    without an injury, or when none of it is left in the image. Computing it draws
+    nothing from the random streams: the image is the same as :func:`render_view`'s.
     """
     rows, cols = size
     k = min(1.0, INTERNAL_SIDE / max(rows, cols))
@@ -128,6 +167,7 @@ def render_view(
 
     bones = np.zeros(shape, np.float32)
     metal = np.zeros(shape, np.float32)
+    extent: np.ndarray | None = None
     target = injury.pick(skeleton.fracture_targets) if injury else None
     if injury is not None and injury.kind is Abnormality.HARDWARE:
         target = injury.pick(skeleton.hardware_targets)
@@ -135,10 +175,13 @@ def render_view(
         if piece.name != target or injury is None:
             add_piece(bones, piece, unit, texture)
         elif injury.kind is Abnormality.FRACTURE:
-            bones += fracture(piece_attenuation(piece, shape, unit, texture), piece, injury, height)
+            intact = piece_attenuation(piece, shape, unit, texture)
+            bones += fracture(intact, piece, injury, height)
+            extent = fracture_extent(intact, piece, injury, height)
         else:
             add_piece(bones, piece, unit, texture)
             metal, _ = hardware(shape, piece, injury, height)
+            extent = (metal > _METAL_EXTENT).astype(np.float32)
     if injury is not None and injury.kind is Abnormality.FRACTURE and target is not None:
         tissue = _swelling(tissue, next(p for p in pieces if p.name == target), injury)
 
@@ -162,8 +205,9 @@ def render_view(
     out = out + image_rng.uniform(0.002, 0.006) * grain
     white = image_rng.uniform(0.001, 0.0025)
     out = out + white * image_rng.standard_normal(out.shape, dtype=np.float32)
-    out = _collimate(np.clip(out, 0.0, 1.0), image_rng)
-    return out.astype(np.float32, copy=False)
+    out, field = _collimate(np.clip(out, 0.0, 1.0), image_rng)
+    box = None if extent is None else _box(extent, (rows, cols), field)
+    return out.astype(np.float32, copy=False), box
 
 
 def render_radiograph(

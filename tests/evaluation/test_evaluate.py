@@ -254,7 +254,8 @@ class TestOutputs:
             assert tuple(reader.fieldnames or ()) == PREDICTIONS_CSV_COLUMNS
             assert len(list(reader)) == len(IMAGES)
         document = json.loads((tmp_path / "out" / EVALUATION_JSON).read_text())
-        assert set(document) == {"provenance", "rows", "router", "skipped"}
+        assert set(document) == {"provenance", "rows", "router", "pointing", "skipped"}
+        assert document["pointing"] is None  # no boxes in these labels
         assert document["router"]["classes"] == [b.value for b in Bone]
         router = list(csv.reader(open(tmp_path / "out" / ROUTER_CSV, newline="")))
         assert router[0] == ["true_bone", *(b.value for b in Bone)] and len(router) == 8
