@@ -48,10 +48,10 @@ def export(
     from ..csvexport import export_csv
     from ..htmlreport import write_index
 
-    if not (csv or html or dicom):
-        raise typer.BadParameter("nothing to export: give --csv, --html and/or --dicom")
     if pseudonymize_key_file is not None and dicom is None:
         raise typer.BadParameter("--pseudonymize-key-file only applies to --dicom")
+    if not (csv or html or dicom):
+        raise typer.BadParameter("nothing to export: give --csv, --html and/or --dicom")
     try:
         written = export_csv(outdir) if csv else []
         if html:

@@ -21,6 +21,10 @@ def pull(
         str, typer.Option(help="Modalities to pull (studies by ModalitiesInStudy, then series).")
     ] = "CR,DX",
     jobs: Annotated[int, typer.Option(min=1, max=32, help="Retrievals at a time.")] = 4,
+    http_attempts: Annotated[
+        int,
+        typer.Option(min=1, max=10, help="Tries per DICOMweb request (backing off 2 s, 4 s, ...)."),
+    ] = 3,
 ) -> None:
     """Pull the matching studies (QIDO-RS) instance by instance (WADO-RS) into
     OUT/<study>/<series>/<sop>.dcm; then `batchfrac scan OUT` as any folder.
@@ -37,5 +41,13 @@ def pull(
     from ..pacs.console import pull_studies
 
     raise typer.Exit(
-        pull_studies(url, out, since=since, until=until, modalities=modalities, jobs=jobs)
+        pull_studies(
+            url,
+            out,
+            since=since,
+            until=until,
+            modalities=modalities,
+            jobs=jobs,
+            http_attempts=http_attempts,
+        )  # fmt: skip
     )

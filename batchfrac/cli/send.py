@@ -31,9 +31,21 @@ def send(
             help="Send objects with keyed pseudonyms for Patient ID and Accession Number.",
         ),
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="After each STOW-RS, check with QIDO-RS that the server holds the object "
+            "(some servers acknowledge objects a filter dropped).",
+        ),
+    ] = True,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what would be sent; contact nobody.")
     ] = False,
+    http_attempts: Annotated[
+        int,
+        typer.Option(min=1, max=10, help="Tries per DICOMweb request (backing off 2 s, 4 s, ...)."),
+    ] = 3,
 ) -> None:
     """Send OUTDIR's results to a PACS: one SR per study, one Key Object Selection per
     abnormal study (written to OUTDIR/dicom first, as `export --dicom` does).
@@ -59,5 +71,7 @@ def send(
             calling_ae=calling_ae,
             key_file=pseudonymize_key_file,
             dry_run=dry_run,
+            http_attempts=http_attempts,
+            verify=verify,
         )
     )

@@ -104,6 +104,8 @@ def send_results(
     calling_ae: str,
     key_file: Path | None,
     dry_run: bool,
+    http_attempts: int = 3,
+    verify: bool = True,
 ) -> int:
     """``batchfrac send OUT``: export into ``OUT/dicom`` and store what is new at the target."""
     from .export import export_dicom
@@ -112,7 +114,7 @@ def send_results(
 
     show_warnings()
     try:
-        key, connect = _destination(dicomweb, dimse, called_ae, calling_ae)
+        key, connect = _destination(dicomweb, dimse, called_ae, calling_ae, http_attempts, verify)
         pseudonymizer = load_pseudonymizer(key_file)
         with progress_bar("export") as update:
             exported = export_dicom(
@@ -150,7 +152,12 @@ def send_results(
 
 
 def _destination(
-    dicomweb: str | None, dimse: str | None, called_ae: str | None, calling_ae: str
+    dicomweb: str | None,
+    dimse: str | None,
+    called_ae: str | None,
+    calling_ae: str,
+    http_attempts: int,
+    verify: bool,
 ) -> tuple[str, Callable[[], Destination]]:
     from .send import DicomWebDestination, DimseDestination, dicomweb_key, dimse_key
 
@@ -160,7 +167,9 @@ def _destination(
         if not dicomweb.startswith(("http://", "https://")):
             raise ValueError(f"--dicomweb must be an http(s) URL, not {dicomweb!r}")
         url = dicomweb
-        return dicomweb_key(url), lambda: DicomWebDestination(url)
+        return dicomweb_key(url), lambda: DicomWebDestination(
+            url, attempts=http_attempts, verify=verify
+        )
     host, _, port_text = str(dimse).rpartition(":")
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"--dimse must be HOST:PORT, not {dimse!r}")
@@ -175,7 +184,14 @@ def _destination(
 
 
 def pull_studies(
-    url: str, out: Path, *, since: str | None, until: str | None, modalities: str, jobs: int
+    url: str,
+    out: Path,
+    *,
+    since: str | None,
+    until: str | None,
+    modalities: str,
+    jobs: int,
+    http_attempts: int = 3,
 ) -> int:
     """``batchfrac pull URL --out DIR``: retrieve the matching studies' instances."""
     from datetime import date
@@ -193,7 +209,8 @@ def pull_studies(
         )
         query.study_date()  # checks the range before anything is fetched
         with progress_bar("pull") as update:
-            summary = pull(dicomweb_client_factory(url), out, query, jobs=jobs, progress=update)
+            factory = dicomweb_client_factory(url, attempts=http_attempts)
+            summary = pull(factory, out, query, jobs=jobs, progress=update)
     except KeyboardInterrupt:
         error("interrupted; instances on disk are complete, run again to fetch the rest")
         return EXIT_INTERRUPTED

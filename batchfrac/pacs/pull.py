@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BatchfracError
+from .send import HTTP_ATTEMPTS, set_attempts
 from .uids import uid_file_name
 
 log = logging.getLogger(__name__)
@@ -95,13 +96,17 @@ class PullSummary:
 ClientFactory = Callable[[], Any]
 
 
-def dicomweb_client_factory(url: str, *, timeout: float = 60.0) -> ClientFactory:
+def dicomweb_client_factory(
+    url: str, *, timeout: float = 60.0, attempts: int = HTTP_ATTEMPTS
+) -> ClientFactory:
     """A factory of dicomweb-client clients for ``url`` (one per thread: no shared session)."""
 
     def make() -> Any:
         from dicomweb_client.api import DICOMwebClient
 
-        return DICOMwebClient(url=url.rstrip("/"), timeout=timeout)
+        client = DICOMwebClient(url=url.rstrip("/"), timeout=timeout)
+        set_attempts(client, attempts)
+        return client
 
     return make
 

@@ -20,6 +20,17 @@ from ..errors import BatchfracError
 from .export import ExportedObject
 from .ledger import SendLedger
 
+HTTP_ATTEMPTS = 3
+"""Tries per DICOMweb request (dicomweb-client backs off 2 s, 4 s, ... between them)."""
+
+
+def set_attempts(client: object, attempts: int) -> None:
+    """Let a dicomweb-client ``client`` try each request ``attempts`` times (1 = no retry);
+    it retries connection failures and HTTP 408/429/503/504."""
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    client.set_http_retry_params(retry=attempts > 1, max_attempts=attempts)  # type: ignore[attr-defined]
+
 
 class SendError(BatchfracError):
     """The destination cannot be used at all (unreachable, association refused, bad URL)."""
@@ -140,13 +151,22 @@ def send_objects(
 class DicomWebDestination:
     """STOW-RS to a DICOMweb base URL (e.g. ``http://pacs:8042/dicom-web``), by dicomweb-client."""
 
-    def __init__(self, url: str, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 60.0,
+        attempts: int = HTTP_ATTEMPTS,
+        verify: bool = True,
+    ) -> None:
         import requests
         from dicomweb_client.api import DICOMwebClient
 
         self._url = url.rstrip("/")
         self._session = requests.Session()
         self._client = DICOMwebClient(url=self._url, session=self._session, timeout=timeout)
+        set_attempts(self._client, attempts)
+        self._verify = verify
 
     @property
     def key(self) -> str:
@@ -154,7 +174,9 @@ class DicomWebDestination:
 
     def store(self, path: Path) -> StoreResult:
         """POST one instance; read its fate from the response's (0008,1198) *Failed SOP
-        Sequence* / (0008,1199) *Referenced SOP Sequence*."""
+        Sequence* / (0008,1199) *Referenced SOP Sequence*; then, unless ``verify`` is off,
+        check with QIDO-RS that the server really holds it (some acknowledge instances that
+        a filter dropped)."""
         import pydicom
         import requests
 
@@ -171,6 +193,8 @@ class DicomWebDestination:
         for item in response.get("FailedSOPSequence", []):
             if item.get("ReferencedSOPInstanceUID") == ds.SOPInstanceUID:
                 return StoreResult(False, f"failure reason {_hex(item.get('FailureReason'))}")
+        if self._verify and not self._holds(ds.StudyInstanceUID, ds.SOPInstanceUID):
+            return StoreResult(False, "acknowledged, but QIDO-RS does not find it on the server")
         for item in response.get("ReferencedSOPSequence", []):
             if (
                 item.get("ReferencedSOPInstanceUID") == ds.SOPInstanceUID
@@ -178,6 +202,20 @@ class DicomWebDestination:
             ):
                 return StoreResult(True, f"warning reason {_hex(item.get('WarningReason'))}")
         return StoreResult(True)
+
+    def _holds(self, study_uid: str, sop_uid: str) -> bool:
+        import requests
+
+        try:
+            found = self._client.search_for_instances(
+                study_instance_uid=study_uid, search_filters={"SOPInstanceUID": sop_uid}
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise SendError(f"cannot reach {self._url}: {type(exc).__name__}") from None
+        except requests.HTTPError as exc:
+            code = exc.response.status_code if exc.response is not None else 0
+            raise SendError(f"{self._url} refused the QIDO-RS check (HTTP {code})") from None
+        return any(item.get("00080018", {}).get("Value", [None])[0] == sop_uid for item in found)
 
     def close(self) -> None:
         self._session.close()

@@ -44,6 +44,20 @@ if TYPE_CHECKING:
     )
 
 SR_SERIES_NUMBER = 9901
+MULTI_FRAME_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.7.1",  # Multi-frame Single Bit Secondary Capture
+        "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte Secondary Capture
+        "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame Grayscale Word Secondary Capture
+        "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color Secondary Capture
+        "1.2.840.10008.5.1.4.1.1.12.1",  # X-Ray Angiographic
+        "1.2.840.10008.5.1.4.1.1.12.1.1",  # Enhanced XA
+        "1.2.840.10008.5.1.4.1.1.12.2",  # X-Ray Radiofluoroscopic
+        "1.2.840.10008.5.1.4.1.1.12.2.1",  # Enhanced XRF
+        "1.2.840.10008.5.1.4.1.1.13.1.3",  # Breast Tomosynthesis
+    }
+)
+"""Image storage SOP classes whose IOD has the Multi-frame module (frames referencable)."""
 MANUFACTURER = "batchfrac"
 
 
@@ -157,7 +171,10 @@ def build_sr(
 def _source(image: SourceImage, frames: Counter[str | None]) -> SourceImageForMeasurementGroup:
     import highdicom as hd
 
-    multi_frame = frames[image.finding.sop_instance_uid] > 1 or image.finding.frame > 0
+    several = frames[image.finding.sop_instance_uid] > 1 or image.finding.frame > 0
+    # (0008,1160) is allowed only for SOP classes whose IOD is multi-frame: a DX file that
+    # holds several frames anyway is referenced as a whole.
+    multi_frame = several and image.sop_class_uid in MULTI_FRAME_SOP_CLASSES
     return hd.sr.SourceImageForMeasurementGroup(
         referenced_sop_class_uid=image.sop_class_uid,
         referenced_sop_instance_uid=str(image.finding.sop_instance_uid),

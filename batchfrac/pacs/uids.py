@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import re
 
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 _MAX_UID_CHARS = 64
 
 
 def is_valid_uid(value: object) -> bool:
     """Whether ``value`` is a well-formed UI value: digits and dots, no leading zeros, <= 64."""
-    return isinstance(value, str) and len(value) <= _MAX_UID_CHARS and bool(_UID.match(value))
+    return isinstance(value, str) and len(value) <= _MAX_UID_CHARS and bool(_UID.fullmatch(value))
 
 
 def derive_uid(*parts: str) -> str:
