@@ -26,7 +26,9 @@ def pull(
         typer.Option(min=1, max=10, help="Tries per DICOMweb request (backing off 2 s, 4 s, ...)."),
     ] = 3,
 ) -> None:
-    """Pull the matching studies (QIDO-RS) instance by instance (WADO-RS) into
+    """Pull studies from a DICOMweb server into a folder that `scan` reads.
+
+    QIDO-RS finds the studies, WADO-RS retrieves them instance by instance into
     OUT/<study>/<series>/<sop>.dcm; then `batchfrac scan OUT` as any folder.
 
     Resumable: instances already on disk are not fetched again.

@@ -47,8 +47,10 @@ def send(
         typer.Option(min=1, max=10, help="Tries per DICOMweb request (backing off 2 s, 4 s, ...)."),
     ] = 3,
 ) -> None:
-    """Send OUTDIR's results to a PACS: one SR per study, one Key Object Selection per
-    abnormal study (written to OUTDIR/dicom first, as `export --dicom` does).
+    """Send a scan's results to a PACS as DICOM (STOW-RS or C-STORE).
+
+    One SR per study and one Key Object Selection per abnormal study, written to
+    OUTDIR/dicom first (as `export --dicom` does).
 
     OUTDIR/pacs-sent.jsonl remembers what each destination confirmed: running the
     command again sends only what is new, and contacts nobody when nothing is.

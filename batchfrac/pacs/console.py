@@ -33,11 +33,21 @@ def error(message: str) -> None:
     sys.stderr.write(f"error: {message}\n")
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (test runners swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
 def show_warnings() -> None:
     """Send ``batchfrac.pacs`` warnings to stderr as one line each (once per process)."""
     logger = logging.getLogger("batchfrac.pacs")
     if not any(h.get_name() == _HANDLER_NAME for h in logger.handlers):
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.set_name(_HANDLER_NAME)
         handler.setFormatter(logging.Formatter("warning: %(message)s"))
         handler.setLevel(logging.WARNING)

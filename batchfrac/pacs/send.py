@@ -61,11 +61,6 @@ class StoreResult:
 class Destination(Protocol):
     """Somewhere objects can be stored (:class:`DicomWebDestination`, :class:`DimseDestination`)."""
 
-    @property
-    def key(self) -> str:
-        """The destination's name in the ledger (URL, or AE title, host and port)."""
-        ...
-
     def store(self, path: Path) -> StoreResult:
         """Store the DICOM file at ``path``; :class:`SendError` when the destination is gone."""
         ...
@@ -168,10 +163,6 @@ class DicomWebDestination:
         set_attempts(self._client, attempts)
         self._verify = verify
 
-    @property
-    def key(self) -> str:
-        return dicomweb_key(self._url)
-
     def store(self, path: Path) -> StoreResult:
         """POST one instance; read its fate from the response's (0008,1198) *Failed SOP
         Sequence* / (0008,1199) *Referenced SOP Sequence*; then, unless ``verify`` is off,
@@ -244,7 +235,6 @@ class DimseDestination:
         from pynetdicom import AE
 
         self._where = f"{called_ae}@{host}:{port}"
-        self._key = dimse_key(host, port, called_ae)
         ae = AE(ae_title=calling_ae)
         for sop_class in (ComprehensiveSRStorage, KeyObjectSelectionDocumentStorage):
             ae.add_requested_context(sop_class)
@@ -252,10 +242,6 @@ class DimseDestination:
         if not self._assoc.is_established:
             state = "rejected" if self._assoc.is_rejected else "could not be established"
             raise SendError(f"association with {self._where} {state}")
-
-    @property
-    def key(self) -> str:
-        return self._key
 
     def store(self, path: Path) -> StoreResult:
         """C-STORE one instance; (0000,0900) *Status* 0 or a warning counts as stored."""

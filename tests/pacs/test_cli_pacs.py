@@ -53,6 +53,18 @@ class TestExportDicom:
         assert code == 1 and err.startswith("error: cannot read") and len(err.splitlines()) == 1
         assert "Traceback" not in err + out
 
+    def test_warnings_reach_stderr_one_line_each(self, scan: Path, tmp_path: Path) -> None:
+        for path in (scan.parent / "archive").rglob("*.dcm"):
+            path.unlink()
+        for attempt in ("first", "second"):  # the handler follows the runner's stderr
+            code, _, err = invoke("export", str(scan), "--dicom", str(tmp_path / attempt))
+            assert code == 0
+            assert (
+                sum("SOP Class UID assumed from the modality" in line for line in err.splitlines())
+                == 2
+            )
+            assert all(line.startswith("warning: study ") for line in err.splitlines())
+
     def test_a_failed_study_exits_3(self, tmp_path: Path) -> None:
         studies = so.standard_studies()
         studies[1].uid = "not-a-uid"

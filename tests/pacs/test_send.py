@@ -21,10 +21,6 @@ class FakeDestination:
         self.stored: list[str] = []
         self.closed = False
 
-    @property
-    def key(self) -> str:
-        return DEST
-
     def store(self, path: Path) -> StoreResult:
         if path.name in self.refuse:
             return StoreResult(False, "status 0xA700")
