@@ -335,6 +335,7 @@ class TestDeterminism:
 
 
 class TestHostileReports:
+    @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # hostile UIDs on purpose
     def test_an_invalid_study_uid_is_skipped_and_nothing_escapes(self, tmp_path: Path) -> None:
         studies = so.standard_studies()
         studies[0].uid = "../../evil"
@@ -349,6 +350,7 @@ class TestHostileReports:
         written = {p.relative_to(tmp_path / "x").as_posix() for p in (tmp_path / "x").rglob("*")}
         assert written == {"dicom", f"dicom/{summary.objects[0].sop_instance_uid}.dcm"}
 
+    @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # hostile UIDs on purpose
     def test_images_with_invalid_uids_are_left_out(self, tmp_path: Path) -> None:
         studies = so.standard_studies()
         studies[0].images[2].sop_instance_uid = "1.2.3/../4"

@@ -104,6 +104,7 @@ def test_writes_study_series_sop_files(tmp_path: Path) -> None:
     assert pydicom.dcmread(tmp_path / "out" / files[0]).SOPInstanceUID == f"{SERIES}.1"
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # hostile UIDs on purpose
 def test_hostile_uids_cannot_escape_the_folder(tmp_path: Path) -> None:
     hostile = {"../../../etc": {"..": {"../../passwd": "DX", "/abs/x": "DX"}}}
     summary = pull(lambda: FakeClient(hostile), tmp_path / "out", PullQuery())
