@@ -18,6 +18,7 @@ from ..errors import BatchfracError
 if TYPE_CHECKING:
     from ..pseudonym import Pseudonymizer
     from .export import ExportSummary
+    from .pull import PullQuery
     from .send import Destination
 
 EXIT_OK = 0
@@ -26,6 +27,10 @@ EXIT_SOME_FAILED = 3
 EXIT_INTERRUPTED = 130
 
 _HANDLER_NAME = "batchfrac-pacs-stderr"
+
+
+class ArgumentError(BatchfracError):
+    """A command-line value that cannot be used (exit code 1)."""
 
 
 def error(message: str) -> None:
@@ -139,7 +144,7 @@ def send_results(
     except KeyboardInterrupt:
         error("interrupted; objects already confirmed are recorded, run again to send the rest")
         return EXIT_INTERRUPTED
-    except (BatchfracError, OSError, ValueError) as exc:
+    except (BatchfracError, OSError) as exc:
         error(str(exc))
         return EXIT_FATAL
     for outcome in summary.outcomes:
@@ -172,21 +177,21 @@ def _destination(
     from .send import DicomWebDestination, DimseDestination, dicomweb_key, dimse_key
 
     if (dicomweb is None) == (dimse is None):
-        raise ValueError("give exactly one of --dicomweb URL or --dimse HOST:PORT")
+        raise ArgumentError("give exactly one of --dicomweb URL or --dimse HOST:PORT")
     if dicomweb is not None:
         if not dicomweb.startswith(("http://", "https://")):
-            raise ValueError(f"--dicomweb must be an http(s) URL, not {dicomweb!r}")
+            raise ArgumentError(f"--dicomweb must be an http(s) URL, not {dicomweb!r}")
         url = dicomweb
         return dicomweb_key(url), lambda: DicomWebDestination(
             url, attempts=http_attempts, verify=verify
         )
     host, _, port_text = str(dimse).rpartition(":")
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"--dimse must be HOST:PORT, not {dimse!r}")
+        raise ArgumentError(f"--dimse must be HOST:PORT, not {dimse!r}")
     port = int(port_text)
     for option, title in (("--called-ae", called_ae), ("--calling-ae", calling_ae)):
         if not title or len(title) > 16 or "\\" in title or not title.isprintable():
-            raise ValueError(f"{option} must be an AE title of 1-16 printable characters")
+            raise ArgumentError(f"{option} must be an AE title of 1-16 printable characters")
     ae = str(called_ae)
     return dimse_key(host, port, ae), lambda: DimseDestination(
         host, port, ae, calling_ae=calling_ae
@@ -204,27 +209,18 @@ def pull_studies(
     http_attempts: int = 3,
 ) -> int:
     """``batchfrac pull URL --out DIR``: retrieve the matching studies' instances."""
-    from datetime import date
-
-    from .pull import PullQuery, dicomweb_client_factory, pull
+    from .pull import dicomweb_client_factory, pull
 
     show_warnings()
     try:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"URL must be an http(s) DICOMweb base URL, not {url!r}")
-        query = PullQuery(
-            since=date.fromisoformat(since) if since else None,
-            until=date.fromisoformat(until) if until else None,
-            modalities=tuple(m.strip().upper() for m in modalities.split(",") if m.strip()),
-        )
-        query.study_date()  # checks the range before anything is fetched
+        query = _pull_query(url, since, until, modalities)
         with progress_bar("pull") as update:
             factory = dicomweb_client_factory(url, attempts=http_attempts)
             summary = pull(factory, out, query, jobs=jobs, progress=update)
     except KeyboardInterrupt:
         error("interrupted; instances on disk are complete, run again to fetch the rest")
         return EXIT_INTERRUPTED
-    except (BatchfracError, OSError, ValueError) as exc:
+    except (BatchfracError, OSError) as exc:
         error(str(exc))
         return EXIT_FATAL
     for ref, reason in summary.failed:
@@ -237,6 +233,25 @@ def pull_studies(
         f"-> {out}\n"
     )
     return summary.exit_code
+
+
+def _pull_query(url: str, since: str | None, until: str | None, modalities: str) -> PullQuery:
+    from datetime import date
+
+    from .pull import PullQuery
+
+    if not url.startswith(("http://", "https://")):
+        raise ArgumentError(f"URL must be an http(s) DICOMweb base URL, not {url!r}")
+    try:
+        query = PullQuery(
+            since=date.fromisoformat(since) if since else None,
+            until=date.fromisoformat(until) if until else None,
+            modalities=tuple(m.strip().upper() for m in modalities.split(",") if m.strip()),
+        )
+        query.study_date()  # checks the range before anything is fetched
+    except ValueError as exc:
+        raise ArgumentError(f"bad --since/--until: {exc}") from None
+    return query
 
 
 def _report_export(summary: ExportSummary, dicom_dir: Path, *, pseudonymised: bool) -> None:

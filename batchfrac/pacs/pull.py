@@ -104,7 +104,10 @@ def dicomweb_client_factory(
     def make() -> Any:
         from dicomweb_client.api import DICOMwebClient
 
-        client = DICOMwebClient(url=url.rstrip("/"), timeout=timeout)
+        try:
+            client = DICOMwebClient(url=url.rstrip("/"), timeout=timeout)
+        except ValueError as exc:
+            raise PullError(f"bad DICOMweb URL {url!r}: {exc}") from None
         set_attempts(client, attempts)
         return client
 

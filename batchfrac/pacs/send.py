@@ -159,7 +159,10 @@ class DicomWebDestination:
 
         self._url = url.rstrip("/")
         self._session = requests.Session()
-        self._client = DICOMwebClient(url=self._url, session=self._session, timeout=timeout)
+        try:
+            self._client = DICOMwebClient(url=self._url, session=self._session, timeout=timeout)
+        except ValueError as exc:
+            raise SendError(f"bad DICOMweb URL {url!r}: {exc}") from None
         set_attempts(self._client, attempts)
         self._verify = verify
 
