@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from ..exitcodes import ExitCode
-from . import doctor, evaluate, export, models, preview, scan, synth, train
+from . import doctor, evaluate, export, models, preview, pull, scan, send, synth, train
 
 app = typer.Typer(
     name="batchfrac",
@@ -26,6 +26,8 @@ app.command("preview")(preview.preview)
 app.command("synth")(synth.synth)
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
+app.command("send")(send.send)
+app.command("pull")(pull.pull)
 app.add_typer(models.app, name="models")
 
 
