@@ -10,7 +10,7 @@ process under an address-space limit (``--limit-gb``, default 4) and a wall-cloc
 timeout: ``ingest_file`` with the default ``IngestConfig`` and ``doctor.survey`` on the
 file alone. It prints one JSON line per case: the rows (status, reason, count) or the
 exception (type, message, the frame that raised it and the last batchfrac frame it
-escaped from), the wall time and the child's peak RSS (``ru_maxrss``).
+escaped from), the wall time and the child's peak RSS (``VmHWM``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def probe(stage: str, path: Path) -> dict[str, Any]:
     from batchfrac.doctor import survey
     from batchfrac.ingest import IngestConfig, ingest_file
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    baseline = _high_water_mb()
     start = time.perf_counter()
     out: dict[str, Any] = {"stage": stage, "baseline_rss_mb": baseline}
     try:
@@ -55,8 +55,14 @@ def probe(stage: str, path: Path) -> dict[str, Any]:
         out["raised_at"] = _where(frames[-1]) if frames else None
         out["escaped_from"] = _where(ours[-1]) if ours else None
     out["seconds"] = round(time.perf_counter() - start, 3)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    out["peak_rss_mb"] = _high_water_mb()
     return out
+
+
+def _high_water_mb() -> int:
+    """Peak RSS of this process (VmHWM; ru_maxrss would include the parent's from the fork)."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) // 1024
 
 
 def _where(frame: traceback.FrameSummary) -> str:
