@@ -1,0 +1,227 @@
+"""Property tests: whatever a file holds, ``ingest_file`` and ``doctor.survey`` return rows
+and never raise (DESIGN.md invariant 1).
+
+Mutated files of every transfer syntax (``tests.fuzz_strategies``), in-process, with a
+fixed seed (``derandomize=True``, no example database): ``BATCHFRAC_FUZZ_EXAMPLES``
+examples per syntax and strategy (default 12; about a minute in all), and a ``slow``
+variant with ``BATCHFRAC_FUZZ_SLOW_EXAMPLES`` (default 150).
+
+Each example runs under two guards, because a codec can fail in ways Python cannot catch:
+
+- a **deadline**: ``faulthandler.dump_traceback_later(EXAMPLE_DEADLINE_S, exit=True)``.
+  Its watchdog is a C thread, so it fires even while the main thread is stuck inside a
+  codec; it writes every thread's stack to ``<basetemp>/fuzz*/hang-traceback.txt`` and
+  ends the test process with status 1, so a hang fails the run instead of blocking it.
+  The file being ingested is always at ``<basetemp>/fuzz*/current-example.dcm`` (its
+  mutation in ``current-example.txt``): the culprit survives the kill;
+- an **address-space limit**: ``RLIMIT_AS`` is lowered to the current size plus
+  ``EXAMPLE_MEMORY_GB`` (default 3) for the example and restored after it, so a memory
+  bomb raises ``MemoryError`` (a failure: memory must be bounded by caps) instead of
+  taking the machine down.
+
+Everything that escapes (``PanicException`` from a Rust codec and ``RecursionError``
+included; ``KeyboardInterrupt`` excepted) fails the example with its type, message and
+the frame that raised it, so Hypothesis can shrink it.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import resource
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from batchfrac.doctor import survey
+from batchfrac.enums import Reason, Status
+from batchfrac.ingest import IngestConfig, ingest_file
+from batchfrac.preprocess import PreprocessSpec
+from tests.fuzz_strategies import Seed, build_seeds, byte_mutations, header_mutations, seed_names
+from tests.more_encoders import ALL_SYNTAXES
+
+CONFIG = IngestConfig(spec=PreprocessSpec(image_size=32, working_size=64))
+EXAMPLES = int(os.environ.get("BATCHFRAC_FUZZ_EXAMPLES", "12"))
+SLOW_EXAMPLES = int(os.environ.get("BATCHFRAC_FUZZ_SLOW_EXAMPLES", "150"))
+EXAMPLE_DEADLINE_S = 60.0
+EXAMPLE_MEMORY_GB = float(os.environ.get("BATCHFRAC_FUZZ_MEMORY_GB", "3"))
+T = TypeVar("T")
+
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning")]  # pydicom on bad data
+
+
+def fuzz_settings(examples: int, *, shrink: bool) -> settings:
+    """Fixed seed, no example database. The CI variant does not shrink a failure (each
+    shrink step is an ingest; hundreds per failing syntax): it reports the first
+    failing example of each kind as drawn; the slow variant shrinks."""
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
+    return settings(
+        max_examples=examples,
+        derandomize=True,
+        database=None,
+        phases=phases,
+        deadline=None,  # hangs are the faulthandler's; Hypothesis' deadline cannot stop one
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
+
+
+class Seeds(dict[str, Seed]):
+    """The seed files by name, shown by name only in Hypothesis' falsifying examples."""
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(f"<seeds {sorted(self)}>")
+
+
+@pytest.fixture(scope="module")
+def seeds(workdir: Path) -> dict[str, Seed]:
+    return Seeds(build_seeds(workdir / "seeds"))
+
+
+@contextmanager
+def guarded(workdir: Path, data: bytes, description: str) -> Iterator[Path]:
+    """Write the example where a post-mortem finds it; arm the deadline and memory limit."""
+    path = workdir / "current-example.dcm"
+    path.write_bytes(data)
+    (workdir / "current-example.txt").write_text(description + "\n")
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    current = _address_space()
+    limit = current + int(EXAMPLE_MEMORY_GB * (1 << 30))
+    with open(workdir / "hang-traceback.txt", "w") as dump:
+        faulthandler.dump_traceback_later(EXAMPLE_DEADLINE_S, exit=True, file=dump)
+        if hard == resource.RLIM_INFINITY or limit < hard:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+        try:
+            yield path
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+            faulthandler.cancel_dump_traceback_later()
+
+
+def _address_space() -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmSize:")[1].split()[0]) * 1024
+
+
+def never_raises(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)``; anything it raises (BaseExceptions too) becomes an AssertionError
+    naming the exception and where it was raised."""
+    try:
+        return function(*args)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - PanicException is a BaseException
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = " <- ".join(f"{f.filename.split('/')[-1]}:{f.name}:{f.lineno}" for f in frames[-3:])
+        name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        message = f"{function.__name__} raised {name}: {exc!s:.300} at {where}"
+        raise AssertionError(message) from None
+
+
+def assert_rows(path: Path) -> None:
+    rows = never_raises(ingest_file, path, CONFIG)
+    assert isinstance(rows, list) and len(rows) >= 1, f"no row for {path}"
+    for row in rows:
+        assert isinstance(row.status, Status)
+        assert row.file.path == str(path)
+        if row.status is Status.OK:
+            assert row.reason is None and row.pixels is not None and row.header is not None
+            assert np.isfinite(row.pixels).all(), "an ok image holds NaN or inf"
+            assert row.frame < row.header.number_of_frames, (
+                f"phantom frame {row.frame} of a file that declares {row.header.number_of_frames}"
+            )
+        else:
+            assert isinstance(row.reason, Reason) and row.reason.status is row.status
+    ok_frames = [row.frame for row in rows if row.status is Status.OK]
+    assert len(ok_frames) == len(set(ok_frames)), "a frame reported twice"
+    if len(rows) > 1:
+        assert all(row.status is Status.OK for row in rows), "a rejected file gives one row"
+
+
+def assert_survey(path: Path) -> None:
+    report = never_raises(survey, path)
+    assert report.files == 1
+    assert sum(report.by_status.values()) == 1, dict(report.by_status)
+    assert set(report.by_status) <= {status.value for status in Status}
+    assert sum(report.by_reason.values()) == 1 - report.by_status[Status.OK.value]
+
+
+def check_bytes(seeds: dict[str, Seed], workdir: Path, syntax: str, data: st.DataObject) -> None:
+    seed = seeds[data.draw(st.sampled_from(seed_names(list(seeds), syntax)), label="seed")]
+    mutation = data.draw(byte_mutations(), label="mutation")
+    with guarded(workdir, mutation.apply(seed), f"{seed.name}: {mutation}") as path:
+        assert_rows(path)
+        assert_survey(path)
+
+
+def check_header(seeds: dict[str, Seed], workdir: Path, syntax: str, data: st.DataObject) -> None:
+    seed = seeds[data.draw(st.sampled_from(seed_names(list(seeds), syntax)), label="seed")]
+    mutation = data.draw(header_mutations(), label="mutation")
+    with guarded(workdir, mutation.apply(seed), f"{seed.name}: {mutation}") as path:
+        assert_rows(path)
+        assert_survey(path)
+
+
+SYNTAXES = pytest.mark.parametrize("syntax", [str(s) for s in ALL_SYNTAXES])
+
+
+@SYNTAXES
+@pytest.mark.timeout(600)
+@fuzz_settings(EXAMPLES, shrink=False)
+@given(data=st.data())
+def test_byte_mutations_always_give_rows(
+    seeds: dict[str, Seed], workdir: Path, syntax: str, data: st.DataObject
+) -> None:
+    check_bytes(seeds, workdir, syntax, data)
+
+
+@SYNTAXES
+@pytest.mark.timeout(600)
+@fuzz_settings(EXAMPLES, shrink=False)
+@given(data=st.data())
+def test_header_mutations_always_give_rows(
+    seeds: dict[str, Seed], workdir: Path, syntax: str, data: st.DataObject
+) -> None:
+    check_header(seeds, workdir, syntax, data)
+
+
+@pytest.mark.slow
+@SYNTAXES
+@pytest.mark.timeout(3600)
+@fuzz_settings(SLOW_EXAMPLES, shrink=True)
+@given(data=st.data())
+def test_byte_mutations_always_give_rows_many(
+    seeds: dict[str, Seed], workdir: Path, syntax: str, data: st.DataObject
+) -> None:
+    check_bytes(seeds, workdir, syntax, data)
+
+
+@pytest.mark.slow
+@SYNTAXES
+@pytest.mark.timeout(3600)
+@fuzz_settings(SLOW_EXAMPLES, shrink=True)
+@given(data=st.data())
+def test_header_mutations_always_give_rows_many(
+    seeds: dict[str, Seed], workdir: Path, syntax: str, data: st.DataObject
+) -> None:
+    check_header(seeds, workdir, syntax, data)
+
+
+def test_the_seeds_are_valid(seeds: dict[str, Seed], workdir: Path) -> None:
+    """The unmutated seeds are ok, every frame: a failure above is the mutation's doing."""
+    for seed in seeds.values():
+        with guarded(workdir, seed.data, seed.name) as path:
+            rows = ingest_file(path, CONFIG)
+            frames = 3 if seed.name.endswith("-3f") else 1
+            assert [(r.status, r.frame) for r in rows] == [(Status.OK, f) for f in range(frames)]
