@@ -29,11 +29,10 @@ from __future__ import annotations
 import faulthandler
 import os
 import resource
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
@@ -45,6 +44,7 @@ from batchfrac.enums import Reason, Status
 from batchfrac.ingest import IngestConfig, ingest_file
 from batchfrac.preprocess import PreprocessSpec
 from tests.fuzz_strategies import Seed, build_seeds, byte_mutations, header_mutations, seed_names
+from tests.hardening.never_raises import never_raises
 from tests.more_encoders import ALL_SYNTAXES
 
 CONFIG = IngestConfig(spec=PreprocessSpec(image_size=32, working_size=64))
@@ -52,7 +52,6 @@ EXAMPLES = int(os.environ.get("BATCHFRAC_FUZZ_EXAMPLES", "12"))
 SLOW_EXAMPLES = int(os.environ.get("BATCHFRAC_FUZZ_SLOW_EXAMPLES", "150"))
 EXAMPLE_DEADLINE_S = 60.0
 EXAMPLE_MEMORY_GB = float(os.environ.get("BATCHFRAC_FUZZ_MEMORY_GB", "3"))
-T = TypeVar("T")
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning")]  # pydicom on bad data
 
@@ -112,21 +111,6 @@ def guarded(workdir: Path, data: bytes, description: str) -> Iterator[Path]:
 def _address_space() -> int:
     status = Path("/proc/self/status").read_text()
     return int(status.split("VmSize:")[1].split()[0]) * 1024
-
-
-def never_raises(function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)``; anything it raises (BaseExceptions too) becomes an AssertionError
-    naming the exception and where it was raised."""
-    try:
-        return function(*args)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - PanicException is a BaseException
-        frames = traceback.extract_tb(exc.__traceback__)
-        where = " <- ".join(f"{f.filename.split('/')[-1]}:{f.name}:{f.lineno}" for f in frames[-3:])
-        name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-        message = f"{function.__name__} raised {name}: {exc!s:.300} at {where}"
-        raise AssertionError(message) from None
 
 
 def assert_rows(path: Path) -> None:

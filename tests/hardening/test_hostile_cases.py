@@ -17,7 +17,7 @@ from batchfrac.doctor import survey
 from batchfrac.enums import Status
 from batchfrac.ingest import IngestConfig, ingest_file
 from batchfrac.preprocess import PreprocessSpec
-from tests.hardening.test_fuzz_ingest import never_raises
+from tests.hardening.never_raises import never_raises
 from tests.hostile import OK, nul_in_strings
 from tests.hostile_archive import hostile_cases
 
