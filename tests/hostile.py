@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import (
+    JPEG2000,
     UID,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
@@ -243,6 +244,24 @@ def rle_panic(directory: Path) -> Hostile:
     data[end - 2] ^= 0x40
     path.write_bytes(bytes(data))
     return Hostile(path, "mutated RLE frame that makes pylibjpeg-rle panic", ONLY_ERROR)
+
+
+def gdcm_abort(directory: Path) -> Hostile:
+    """A JPEG 2000 (lossy) frame with 8 bytes changed that makes python-gdcm abort the process.
+
+    Found by the fuzz tests: 8 bytes overwritten 59 bytes into the codestream. gdcm is
+    pydicom's first JPEG 2000 plugin; it ends in ``terminate called after throwing an
+    instance of 'std::string'`` (SIGABRT, exit 134), which no ``except`` can catch.
+    pylibjpeg-openjpeg and Pillow reject the same frame with an exception.
+    """
+    path = valid(directory, JPEG2000).path
+    path = path.rename(path.with_name("gdcm-abort.dcm"))
+    data = bytearray(path.read_bytes())
+    at = pixel_data_offset(path) + 12 + 59  # after the element header, 59 bytes in
+    assert data[at : at + 4] == b"\x00\x00\x01\x0b", "the JPEG 2000 encoder changed its output"
+    data[at : at + 8] = b"\xf6\xb48lR^&\x19"
+    path.write_bytes(bytes(data))
+    return Hostile(path, "mutated JPEG 2000 frame that makes python-gdcm abort", ONLY_ERROR)
 
 
 def truncated(directory: Path, syntax: str, where: str = "pixels") -> Hostile:

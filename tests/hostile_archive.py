@@ -37,6 +37,7 @@ def hostile_cases(sizes: HostileSizes | None = None) -> dict[str, Factory]:
         "colour_cine": partial(hostile.colour_cine, frames=sizes.cine_frames),
         "rle_segments_disagree": hostile.rle_segments_disagree,
         "rle_panic": hostile.rle_panic,
+        "gdcm_abort": hostile.gdcm_abort,
         "stream_larger_than_header": partial(
             hostile_bombs.stream_larger_than_header, side=sizes.stream_side
         ),

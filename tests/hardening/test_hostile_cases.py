@@ -1,13 +1,16 @@
-"""Every hostile case of issue 10 through ``ingest_file`` and ``doctor.survey``, in-process.
+"""Every hostile case of issue 10 through ``ingest_file`` and ``doctor.survey``.
 
 What a hardened batchfrac may report for each case is in the case itself
 (``tests.hostile.Hostile.accept`` and ``ok_rows``); FINDINGS.md says what today's code does.
+Each check runs in a forked child (``tests.hardening.isolated``): ``gdcm_abort`` kills the
+process that decodes it.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +20,9 @@ from batchfrac.doctor import survey
 from batchfrac.enums import Status
 from batchfrac.ingest import IngestConfig, ingest_file
 from batchfrac.preprocess import PreprocessSpec
+from tests.hardening.isolated import run_isolated
 from tests.hardening.never_raises import never_raises
-from tests.hostile import OK, nul_in_strings
+from tests.hostile import OK, Hostile, nul_in_strings
 from tests.hostile_archive import hostile_cases
 
 CONFIG = IngestConfig(spec=PreprocessSpec(image_size=32, working_size=64))
@@ -27,9 +31,17 @@ CASES = hostile_cases()
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.timeout(300)]
 
 
+def isolated(check: Callable[[], None], case: Hostile) -> None:
+    run_isolated(check, deadline_s=120, extra_memory=3 << 30, what=case.description)
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_ingest_gives_the_expected_rows(tmp_path: Path, name: str) -> None:
     case = CASES[name](tmp_path)
+    isolated(lambda: check_rows(case), case)
+
+
+def check_rows(case: Hostile) -> None:
     rows = never_raises(ingest_file, case.path, CONFIG)
     statuses = {row.status.value for row in rows}
     shown = [(row.status.value, row.reason, row.detail[:80]) for row in rows[:3]]
@@ -52,6 +64,10 @@ def test_doctor_predicts_one_status(tmp_path: Path, name: str) -> None:
     """doctor reads headers only: it cannot foresee a codec's failure, but it must count
     every file once and never stop."""
     case = CASES[name](tmp_path)
+    isolated(lambda: check_survey(case), case)
+
+
+def check_survey(case: Hostile) -> None:
     report = never_raises(survey, case.path)
     assert report.files == 1 and sum(report.by_status.values()) == 1
 
