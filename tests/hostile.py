@@ -37,6 +37,7 @@ from tests.hostile_bytes import (
     relabel,
     set_raw,
     truncate,
+    wrap_stream,
 )
 from tests.more_encoders import write_any
 
@@ -191,16 +192,31 @@ def dimensions_overflow(directory: Path) -> Hostile:
     return Hostile(path, "65535 x 65535 x (2^31 - 1) frames x 3 samples", ONLY_ERROR)
 
 
-def colour_cine(directory: Path, frames: int = 120, rows: int = 480, columns: int = 640) -> Hostile:
-    """A legitimate RGB cine (uncompressed, 110 MB at 120 x 480 x 640): every frame is ok."""
+def colour_cine(
+    directory: Path, frames: int = 120, rows: int = 480, columns: int = 640, *, jpeg: bool = False
+) -> Hostile:
+    """A legitimate colour cine: every frame is ok. Uncompressed RGB (110 MB at 120 x 480 x
+    640), or with ``jpeg`` JPEG Baseline YBR_FULL_422 frames (4:2:2, a few MB)."""
     y = np.linspace(0, 255, rows, dtype=np.float32)[:, None]
     x = np.linspace(0, 255, columns, dtype=np.float32)[None, :]
     first = np.stack([y + 0 * x, x + 0 * y, (x + y) / 2], axis=-1).astype(np.uint8)
     ds = make_image_dataset(first, photometric="RGB", bits_stored=8, BodyPartExamined="HAND")
-    ds.NumberOfFrames = frames
-    ds.PixelData = b"".join(np.roll(first, 3 * f, axis=1).tobytes() for f in range(frames))
-    path = write_dataset(ds, directory / f"colour-cine-{frames}x{rows}x{columns}.dcm")
-    description = f"legitimate {frames}-frame {rows} x {columns} RGB cine"
+    moving = [np.roll(first, 3 * f, axis=1) for f in range(frames)]
+    name = f"colour-cine-{frames}x{rows}x{columns}"
+    if jpeg:
+        import imagecodecs
+
+        streams = [bytes(imagecodecs.jpeg8_encode(f, level=90, subsampling="422")) for f in moving]
+        ds.PhotometricInterpretation = "YBR_FULL_422"
+        path = write_dataset(
+            wrap_stream(ds, JPEGBaseline8Bit, streams), directory / f"{name}-jpeg.dcm"
+        )
+    else:
+        ds.NumberOfFrames = frames
+        ds.PixelData = b"".join(frame.tobytes() for frame in moving)
+        path = write_dataset(ds, directory / f"{name}.dcm")
+    kind = "JPEG YBR_FULL_422" if jpeg else "RGB"
+    description = f"legitimate {frames}-frame {rows} x {columns} {kind} cine"
     return Hostile(path, description, ONLY_OK, ok_rows=frames)
 
 

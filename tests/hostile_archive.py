@@ -35,6 +35,7 @@ def hostile_cases(sizes: HostileSizes | None = None) -> dict[str, Factory]:
         "tiny_8x8": partial(hostile.tiny_image, side=8),
         "dimensions_overflow": hostile.dimensions_overflow,
         "colour_cine": partial(hostile.colour_cine, frames=sizes.cine_frames),
+        "colour_cine_jpeg": partial(hostile.colour_cine, frames=sizes.cine_frames, jpeg=True),
         "rle_segments_disagree": hostile.rle_segments_disagree,
         "rle_panic": hostile.rle_panic,
         "gdcm_abort": hostile.gdcm_abort,
