@@ -10,13 +10,12 @@ Each example runs in a forked copy of the test process (``tests.hardening.isolat
 because a codec can fail in ways no ``except`` catches: python-gdcm aborts the process on
 some corrupt JPEG 2000 frames (SIGABRT, found by the ``slow`` variant), and a codec stuck in
 C code cannot be interrupted. The parent fails the example when the child raised, died of a
-signal, or gave no answer within ``EXAMPLE_DEADLINE_S`` (then it is killed: a hang fails
-the test, it does not block it); the child runs under an address-space limit of the
-parent's size plus ``EXAMPLE_MEMORY_GB`` (default 3), so a memory bomb raises
-``MemoryError`` (a failure: memory must be bounded by caps) instead of exhausting the
-machine. The example being run is always at ``<basetemp>/fuzz*/current-example.dcm`` (its
-mutation in ``current-example.txt``). ``BATCHFRAC_FUZZ_IN_PROCESS=1`` runs the checks in the
-test process itself (for a debugger), without these guards.
+signal, gave no answer within ``EXAMPLE_DEADLINE_S``, or grew past ``EXAMPLE_MEMORY_GB``
+(default 3) resident; it then kills the child, so a hang or a memory bomb fails its example
+instead of blocking the run or exhausting the machine. The example being run is always at
+``<basetemp>/fuzz*/current-example.dcm``, its mutation in ``current-example.txt``.
+``BATCHFRAC_FUZZ_IN_PROCESS=1`` runs the checks in the test process (for a debugger),
+without these guards.
 
 Everything that escapes (``PanicException`` from a Rust codec and ``RecursionError``
 included; ``KeyboardInterrupt`` excepted) fails the example with its type, message and
@@ -99,7 +98,7 @@ def run_example(workdir: Path, data: bytes, description: str) -> None:
         check()
         return
     memory = int(EXAMPLE_MEMORY_GB * (1 << 30))
-    run_isolated(check, deadline_s=EXAMPLE_DEADLINE_S, extra_memory=memory, what=description)
+    run_isolated(check, deadline_s=EXAMPLE_DEADLINE_S, max_rss=memory, what=description)
 
 
 def assert_rows(path: Path) -> None:

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.tim
 
 
 def isolated(check: Callable[[], None], case: Hostile) -> None:
-    run_isolated(check, deadline_s=120, extra_memory=3 << 30, what=case.description)
+    run_isolated(check, deadline_s=120, max_rss=3 << 30, what=case.description)
 
 
 @pytest.mark.parametrize("name", list(CASES))
