@@ -87,6 +87,18 @@ class Reason(str, Enum):
     TOO_LARGE = "too_large"
     UNSUPPORTED_TRANSFER_SYNTAX = "unsupported_transfer_syntax"
     TIMEOUT = "timeout"
+    #: Rows or Columns below the smallest side a radiograph can be scored at.
+    TOO_SMALL = "too_small"
+    #: A directory of the archive that cannot be listed (its files are unaccounted for).
+    UNREADABLE_DIRECTORY = "unreadable_directory"
+    #: A symbolic link whose target does not exist (or loops).
+    DANGLING_LINK = "dangling_link"
+    #: A symbolic link that leads out of the archive (never followed).
+    OUTSIDE_ARCHIVE = "outside_archive"
+    #: A FIFO, socket or device: never opened.
+    NOT_REGULAR_FILE = "not_regular_file"
+    #: Another name of a file already reported (a link or hard link to it).
+    DUPLICATE = "duplicate"
 
     @property
     def status(self) -> Status:
@@ -95,7 +107,16 @@ class Reason(str, Enum):
 
 
 _SKIP_REASONS = frozenset(
-    {Reason.NOT_DICOM, Reason.DICOMDIR, Reason.NON_IMAGE, Reason.UNSUPPORTED_MODALITY}
+    {
+        Reason.NOT_DICOM,
+        Reason.DICOMDIR,
+        Reason.NON_IMAGE,
+        Reason.UNSUPPORTED_MODALITY,
+        Reason.TOO_SMALL,
+        Reason.OUTSIDE_ARCHIVE,
+        Reason.NOT_REGULAR_FILE,
+        Reason.DUPLICATE,
+    }
 )
 
 
@@ -116,6 +137,9 @@ class ImageFlag(str, Enum):
     BODYPART_MISMATCH = "bodypart_mismatch"
     #: The router's confidence is below the scan's ``low_confidence``.
     LOW_ROUTER_CONFIDENCE = "low_router_confidence"
+    #: An earlier row (by path) has the same SOP Instance UID and frame: this copy is not
+    #: counted in its study's mean.
+    DUPLICATE_INSTANCE = "duplicate_instance"
 
 
 class StudyFlag(str, Enum):
@@ -133,6 +157,8 @@ class StudyFlag(str, Enum):
     BODYPART_MISMATCH = "bodypart_mismatch"
     #: Carried up from an image row.
     LOW_ROUTER_CONFIDENCE = "low_router_confidence"
+    #: The study holds the same SOP Instance UID and frame more than once (counted once).
+    DUPLICATE_INSTANCES = "duplicate_instances"
 
 
 class Label(str, Enum):
