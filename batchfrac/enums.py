@@ -140,6 +140,8 @@ class ImageFlag(str, Enum):
     #: An earlier row (by path) has the same SOP Instance UID and frame: this copy is not
     #: counted in its study's mean.
     DUPLICATE_INSTANCE = "duplicate_instance"
+    #: Pixel Data holds more bytes than Number of Frames needs; the surplus was ignored.
+    SURPLUS_PIXEL_DATA = "surplus_pixel_data"
 
 
 class StudyFlag(str, Enum):
