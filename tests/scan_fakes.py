@@ -4,6 +4,7 @@ real bundle (image size 64, random trunk) cached between test sessions."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -185,6 +186,24 @@ def hanging_ingest(paths: list[str], config: object) -> list[ImageResult]:
     """text_ingest, except that a file holding ``hang`` never returns (a stuck codec)."""
     if any(Path(p).read_text(errors="replace").strip() == "hang" for p in paths):
         time.sleep(3600)
+    return text_ingest(paths, config)
+
+
+class FakePanic(BaseException):
+    """Like pyo3's ``PanicException``: a ``BaseException``, not an ``Exception``."""
+
+
+def failing_ingest(paths: list[str], config: object) -> list[ImageResult]:
+    """text_ingest, except that ``panic`` raises a BaseException (a Rust codec's panic),
+    ``raise`` a ValueError, and ``freeze`` stops the worker process (SIGSTOP): it neither
+    answers nor dies."""
+    texts = {Path(p).read_text(errors="replace").strip() for p in paths}
+    if "panic" in texts:
+        raise FakePanic("index out of bounds: the len is 36864 but the index is 36864")
+    if "raise" in texts:
+        raise ValueError("a library bug")
+    if "freeze" in texts:
+        os.kill(os.getpid(), signal.SIGSTOP)
     return text_ingest(paths, config)
 
 

@@ -11,7 +11,8 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..ingest.walk import file_stat, walk
+from ..errors import BatchfracError
+from ..ingest.walk import walk_entries
 from ..records import ImageResult
 from ..report.rows import ImageRow, report_path
 from .resume import Ledger
@@ -45,28 +46,58 @@ class NullObserver:
         pass
 
 
+class EmptyArchive(BatchfracError):
+    """The archive holds no entry at all (an empty folder, or a share that is not mounted)."""
+
+
+#: Receives the rows of walk entries that are not ingested (links, FIFOs, ...).
+RowSink = Callable[[list[str], list[ImageResult]], None]
+
+
 def pending_chunks(
-    archive: Path, ledger: Ledger, chunk_size: int, observer: ScanObserver
+    archive: Path,
+    ledger: Ledger,
+    chunk_size: int,
+    observer: ScanObserver,
+    rejected: RowSink,
 ) -> Iterator[list[str]]:
-    """Lists of at most ``chunk_size`` paths not yet reported, streamed from the walk."""
+    """Lists of at most ``chunk_size`` paths not yet reported, streamed from the walk.
+
+    Entries the walk does not hand to ingest (unreadable directories, dangling links,
+    links out of the archive, FIFOs, duplicates) become rows here, passed to ``rejected``
+    in groups of ``chunk_size`` (and resumed like any other row). Raises
+    :class:`EmptyArchive` after a walk that met no entry at all.
+    """
     chunk: list[str] = []
-    files = 0
-    for path in walk(archive):
-        files += 1
-        try:
-            stat = file_stat(path)
-        except OSError:
-            stat = None  # ingest reports it (e.g. it vanished); nothing to resume from
-        if stat is not None and ledger.reuse((report_path(stat.path), stat.size, stat.mtime_ns)):
+    rows: list[ImageResult] = []
+    entries = 0
+    for entry in walk_entries(archive):
+        entries += 1
+        stat = entry.file
+        if ledger.reuse((report_path(stat.path), stat.size, stat.mtime_ns)):
             observer.file_reused()
             continue
-        chunk.append(str(path))
+        if entry.reason is not None:
+            rows.append(
+                ImageResult(stat, entry.reason.status, entry.reason, None, detail=entry.detail)
+            )
+            if len(rows) == chunk_size:
+                rejected([r.file.path for r in rows], rows)
+                rows = []
+            continue
+        chunk.append(stat.path)
         if len(chunk) == chunk_size:
             yield chunk
             chunk = []
+    if rows:
+        rejected([r.file.path for r in rows], rows)
     if chunk:
         yield chunk
-    observer.walk_finished(files)
+    if entries == 0:
+        raise EmptyArchive(
+            f"the archive {archive} holds no files at all: is it the right folder, and mounted?"
+        )
+    observer.walk_finished(entries)
 
 
 def local_ingest(chunks: Iterable[list[str]], config: Any, ingest: IngestChunk) -> ChunkResults:

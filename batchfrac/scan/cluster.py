@@ -17,12 +17,13 @@ import signal
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
 from ..records import ImageResult
 from .chunks import ChunkResults, IngestChunk
-from .retry import after_worker_death
+from .retry import after_task_failure, after_worker_death, overdue
 from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -59,13 +60,12 @@ def dask_ingest(
         tasks = _Tasks(client, ingest, config, timeout)
         for paths in islice(chunks, window):
             tasks.submit(paths)
-        for future in tasks.completed:
-            paths, results = tasks.collect(future)
-            if not paths:
-                continue
+        while tasks.in_flight:
+            for paths, results in tasks.next_finished():
+                if paths:
+                    yield paths, results
             for refill in islice(chunks, max(0, window - tasks.in_flight)):
                 tasks.submit(refill)
-            yield paths, results
 
 
 @contextlib.contextmanager
@@ -91,53 +91,132 @@ def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
         yield stack.enter_context(Client(cluster))
 
 
+@dataclass
+class _Task:
+    future: Any
+    paths: list[str]
+    deadline: float | None  # time.monotonic() after which the driver stops waiting
+
+
 class _Tasks:
-    """The chunk tasks in flight on one client: submission, completion, and retries."""
+    """The chunk tasks in flight on one client: submission, completion, and retries.
+
+    The driver never blocks on one task: it waits for the first of them to finish, up to
+    the nearest deadline (``timeout`` per file plus :data:`DEADLINE_GRACE_S`), and reads a
+    failed task's exception with ``Future.exception()`` rather than ``Future.result()``.
+    """
 
     def __init__(self, client: Any, ingest: IngestChunk, config: Any, timeout: float | None):
-        from dask.distributed import as_completed
-
         self.client = client
         self.ingest = ingest
         self.config = config
         self.timeout = timeout
         self.since = time.time()
-        self.completed = as_completed()
-        self._paths_of: dict[str, list[str]] = {}
+        self._tasks: dict[str, _Task] = {}
         self._deaths: dict[str, int] = {}
 
     @property
     def in_flight(self) -> int:
         """Chunks submitted and not yet collected."""
-        return len(self._paths_of)
+        return len(self._tasks)
 
     def submit(self, paths: list[str]) -> None:
         """Start one task on ``paths`` (watched by a per-file deadline with a timeout)."""
         if self.timeout is None:
-            future = self.client.submit(self.ingest, paths, self.config, pure=False)
+            future = self.client.submit(_guarded, self.ingest, paths, self.config, pure=False)
+            deadline = None
         else:
             future = self.client.submit(
                 watched_ingest, self.ingest, paths, self.config, self.timeout, pure=False
             )
-        self._paths_of[future.key] = paths
-        self.completed.add(future)
+            deadline = time.monotonic() + self.timeout * len(paths) + DEADLINE_GRACE_S
+        self._tasks[future.key] = _Task(future, paths, deadline)
 
-    def collect(self, future: Any) -> tuple[list[str], list[ImageResult]]:
-        """A finished task's paths and rows; after a worker death, the files blamed and
+    def next_finished(self) -> list[tuple[list[str], list[ImageResult]]]:
+        """Wait for at least one task to finish (or to pass its deadline) and collect every
+        finished one: ``(paths, rows)`` per task; after a failure, the files blamed and
         their rows (the rest of the chunk is submitted again), possibly none."""
+        from distributed import wait
+
+        deadlines = [t.deadline for t in self._tasks.values() if t.deadline is not None]
+        left = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        with contextlib.suppress(TimeoutError):  # a deadline passed: handled below
+            wait([t.future for t in self._tasks.values()], timeout=left,
+                 return_when="FIRST_COMPLETED")  # fmt: skip
+        now = time.monotonic()
+        collected = []
+        for key, task in list(self._tasks.items()):
+            if task.future.done():
+                del self._tasks[key]
+                collected.append(self._collect(task))
+            elif task.deadline is not None and now >= task.deadline:
+                del self._tasks[key]
+                collected.append(self._give_up(task))
+        return collected
+
+    def _collect(self, task: _Task) -> tuple[list[str], list[ImageResult]]:
         from distributed.scheduler import KilledWorker
 
-        paths = self._paths_of.pop(future.key)
-        try:
+        future = task.future
+        if future.status == "finished":
             results: list[ImageResult] = future.result()
-        except KilledWorker:
-            hung = _reported_hung(self.client, self.since) if self.timeout is not None else set()
-            retry, paths, results = after_worker_death(paths, hung, self._deaths, self.timeout)
-            for again in retry:
-                self.submit(again)
-            return paths, results
+            future.release()
+            return task.paths, results
+        # Future.exception(), not .result(): result() re-raises through tornado, which lets
+        # a BaseException (a Rust codec's PanicException) escape and never wakes the caller.
+        error = future.exception()
         future.release()
+        if isinstance(error, KilledWorker):
+            hung = _reported_hung(self.client, self.since) if self.timeout is not None else set()
+            retry, paths, results = after_worker_death(task.paths, hung, self._deaths, self.timeout)
+        else:
+            retry, paths, results = after_task_failure(task.paths, _describe(error))
+        for again in retry:
+            self.submit(again)
         return paths, results
+
+    def _give_up(self, task: _Task) -> tuple[list[str], list[ImageResult]]:
+        assert self.timeout is not None and task.deadline is not None
+        task.future.cancel()
+        _restart_worker_of(self.client, task.future.key)
+        seconds = self.timeout * len(task.paths) + DEADLINE_GRACE_S
+        retry, paths, results = overdue(task.paths, seconds)
+        for again in retry:
+            self.submit(again)
+        return paths, results
+
+
+#: Seconds the driver waits beyond a task's per-file timeouts before it gives up on the
+#: task (the worker's own watchdog normally reports a hung file long before).
+DEADLINE_GRACE_S = 120.0
+
+
+def _guarded(ingest: IngestChunk, paths: Sequence[str], config: Any) -> list[ImageResult]:
+    """Worker side: run ``ingest``; let no ``BaseException`` out (pyo3's ``PanicException``
+    derives from it: Dask ships it back, but the driver's ``Future.result()`` would then
+    never return), re-raised as an ordinary exception the driver handles like a failure."""
+    try:
+        return ingest(paths, config)
+    except (Exception, KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - see the docstring
+        raise RuntimeError(_describe(exc)) from None
+
+
+def _describe(error: BaseException | None) -> str:
+    """``Type: message`` on one line, bounded."""
+    text = f"{type(error).__name__}: {error}".replace("\n", " ")
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _restart_worker_of(client: Any, key: str) -> None:
+    """Best effort: restart the worker still busy with task ``key`` (a frozen process)."""
+    try:
+        busy = [addr for addr, keys in client.processing().items() if key in keys]
+        if busy:
+            client.restart_workers(busy, timeout=30)
+    except Exception as exc:  # noqa: BLE001 - a best effort; the task is already given up
+        log.warning("could not restart the worker of task %s: %s", key, exc)
 
 
 #: Dask settings of the LocalCluster a scan starts. Retries of crashed tasks are ours (per
@@ -213,7 +292,7 @@ def watched_ingest(
     with Watchdog(timeout, give_up) as dog:
         for path in paths:
             with dog.watch(path):
-                results += ingest([path], config)
+                results += _guarded(ingest, [path], config)
     return results
 
 

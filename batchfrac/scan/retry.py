@@ -44,6 +44,41 @@ def after_worker_death(
     return [], paths, [worker_died(paths[0])]
 
 
+def after_task_failure(
+    paths: list[str], error: str
+) -> tuple[list[list[str]], list[str], list[ImageResult]]:
+    """A chunk's task raised instead of returning rows (an exception ``ingest_file`` should
+    have turned into a row, or a result that could not be sent back): split the chunk so
+    that the failure is pinned on one file, which then gets an ``error`` row at once (a
+    task failure, unlike a worker death, is not a matter of what else ran beside it)."""
+    if len(paths) > 1:
+        log.warning("a task failed on a chunk of %d files (%s); retrying them one by one",
+                    len(paths), error)  # fmt: skip
+        return [[path] for path in paths], [], []
+    log.error("the ingest task failed on %s: %s", paths[0], error)
+    detail = f"the ingest task failed: {error}"
+    return [], paths, [_error_row(paths[0], Reason.DECODE_ERROR, detail)]
+
+
+def overdue(
+    paths: list[str], seconds: float
+) -> tuple[list[list[str]], list[str], list[ImageResult]]:
+    """A chunk's task did not answer within ``seconds`` (its worker neither finished, nor
+    reported a hung file, nor died): split the chunk, then give up on a single file with a
+    ``timeout`` row. The driver never waits forever on one task."""
+    if len(paths) > 1:
+        log.warning("no answer for a chunk of %d files after %.0f s; retrying them one by one",
+                    len(paths), seconds)  # fmt: skip
+        return [[path] for path in paths], [], []
+    log.error("no answer for %s after %.0f s; giving up on it", paths[0], seconds)
+    detail = f"no answer from the worker after {seconds:.0f} s; the task was cancelled"
+    return [], paths, [_error_row(paths[0], Reason.TIMEOUT, detail)]
+
+
+def _error_row(path: str, reason: Reason, detail: str) -> ImageResult:
+    return ImageResult(_stat_or_empty(path), Status.ERROR, reason, None, detail=detail)
+
+
 def worker_died(path: str) -> ImageResult:
     """The ``error`` row of a file whose decoding process died."""
     return ImageResult(

@@ -212,7 +212,7 @@ def scan_pending(
         low_confidence=config.low_confidence,
         observer=observer,
     )
-    chunks = pending_chunks(config.archive, ledger, config.chunk_size, observer)
+    chunks = pending_chunks(config.archive, ledger, config.chunk_size, observer, inference.add)
     first = next(chunks, None)
     warm = _Background(predictor.warm_up if first is not None else None)
     chunks = itertools.chain([first] if first is not None else [], chunks)

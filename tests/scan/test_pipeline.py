@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import dask
 import pyarrow.parquet as pq
 import pytest
 
+import batchfrac.scan.cluster as cluster_module
 from batchfrac.enums import Reason, Status
 from batchfrac.errors import BundleError
 from batchfrac.report.rows import ImageRow
@@ -25,6 +27,7 @@ from tests.scan_fakes import (
     FakeBundle,
     crashing_ingest,
     environ_ingest,
+    failing_ingest,
     hanging_ingest,
     make_dicom_archive,
     ok_result,
@@ -186,6 +189,59 @@ def test_a_hung_file_gets_a_timeout_row_and_the_rest_of_its_chunk_is_decoded(
     assert (hung.status, hung.reason) == (Status.ERROR, Reason.TIMEOUT)
     assert "2.0 s" in (hung.detail or "")
     assert all(r.status is Status.OK for name, r in by_path.items() if name != "f02")
+
+
+def test_a_panic_or_an_exception_in_a_task_costs_one_file_and_never_hangs(
+    tmp_path: Path, cluster: object
+) -> None:
+    files, chunks = text_files_in_pairs(tmp_path, 8, {"f01": "panic", "f04": "raise"})
+    results = [
+        result
+        for _paths, chunk in dask_ingest(
+            iter(chunks),
+            None,
+            failing_ingest,
+            workers=2,
+            window=2,
+            scheduler=cluster.scheduler_address,  # type: ignore[attr-defined]
+        )  # fmt: skip
+        for result in chunk
+    ]
+    by_path = {Path(r.file.path).name: r for r in results}
+    assert sorted(by_path) == sorted(files) and len(results) == len(files)
+    for name, kind in (("f01", "FakePanic"), ("f04", "ValueError")):
+        failed = by_path[name]
+        assert (failed.status, failed.reason) == (Status.ERROR, Reason.DECODE_ERROR)
+        assert kind in (failed.detail or "")
+    assert all(r.status is Status.OK for n, r in by_path.items() if n not in ("f01", "f04"))
+
+
+def test_a_worker_that_neither_answers_nor_dies_is_given_up_on(
+    tmp_path: Path, cluster: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cluster_module, "DEADLINE_GRACE_S", 4.0)
+    files, chunks = text_files_in_pairs(tmp_path, 4, {"f03": "freeze"})
+    started = time.monotonic()
+    results = [
+        result
+        for _paths, chunk in dask_ingest(
+            iter(chunks),
+            None,
+            failing_ingest,
+            workers=2,
+            window=2,
+            timeout=30.0,
+            scheduler=cluster.scheduler_address,  # type: ignore[attr-defined]
+        )  # fmt: skip
+        for result in chunk
+    ]
+    by_path = {Path(r.file.path).name: r for r in results}
+    assert sorted(by_path) == sorted(files) and len(results) == len(files)
+    frozen = by_path["f03"]
+    assert (frozen.status, frozen.reason) == (Status.ERROR, Reason.TIMEOUT)
+    assert "no answer" in (frozen.detail or "")
+    assert all(r.status is Status.OK for n, r in by_path.items() if n != "f03")
+    assert time.monotonic() - started < 120  # deadlines, not the 300 s worker TTL
 
 
 class TestAfterWorkerDeath:
