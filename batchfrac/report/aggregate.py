@@ -12,6 +12,9 @@ Rules (documented in ``schemas/studies.schema.json``):
   images (ties: first in router order); a study with more than one routed bone is flagged
   ``mixed_bones``. The threshold is that bone's threshold from the model bundle, and the
   prediction is ``abnormal`` when the probability is greater than the threshold.
+- An ok row flagged ``duplicate_instance`` (the same SOP Instance UID and frame as an
+  earlier row of the study) is left out of the mean and of ``n_images``; the study is
+  flagged ``duplicate_instances``.
 - ``n_errors`` counts the study's ``error`` rows (files whose header was read but whose
   pixels failed); ``has_errors`` flags them.
 """
@@ -57,6 +60,25 @@ def _routed(row: ImageRow) -> tuple[Bone, float]:
     return Bone(row.bone), row.bone_confidence
 
 
+def duplicate_instance_rows(
+    rows: Iterable[tuple[str | None, str | None, str | None, int]],
+) -> list[int]:
+    """Indices of the ``(status, study UID, SOP Instance UID, frame)`` rows that repeat an
+    earlier ok row's study, SOP Instance UID and frame (rows in path order: the first
+    copy is the one that counts). Such rows get the ``duplicate_instance`` flag and are
+    left out of their study's mean, so an instance stored twice is not counted twice."""
+    seen: set[tuple[str | None, str, int]] = set()
+    repeated = []
+    for index, (status, study, sop, frame) in enumerate(rows):
+        if status != Status.OK.value or not sop:
+            continue
+        key = (study, sop, frame)
+        if key in seen:
+            repeated.append(index)
+        seen.add(key)
+    return repeated
+
+
 def aggregate_studies(rows: Iterable[ImageRow], thresholds: Mapping[Bone, float]) -> list[StudyRow]:
     """One :class:`StudyRow` per study with >= 1 ok image, sorted by Study Instance UID."""
     studies: dict[str | tuple[str, int], _Study] = defaultdict(_Study)
@@ -72,7 +94,9 @@ def aggregate_studies(rows: Iterable[ImageRow], thresholds: Mapping[Bone, float]
 
 
 def _study_row(study: _Study, thresholds: Mapping[Bone, float]) -> StudyRow:
-    images = sorted(study.ok, key=lambda r: (r.path, r.frame))
+    everything = sorted(study.ok, key=lambda r: (r.path, r.frame))
+    # A repeated (SOP Instance UID, frame) counts once: see duplicate_instance_rows.
+    images = [r for r in everything if ImageFlag.DUPLICATE_INSTANCE.value not in r.flags]
     first = images[0]
     bone = study_bone(_routed(row) for row in images)
     probs = [r.abnormal_probability for r in images]
@@ -89,6 +113,8 @@ def _study_row(study: _Study, thresholds: Mapping[Bone, float]) -> StudyRow:
         flags.add(StudyFlag.MISSING_STUDY_UID)
     if len({r.patient_id for r in images if r.patient_id is not None}) > 1:
         flags.add(StudyFlag.MULTIPLE_PATIENT_IDS)
+    if len(images) < len(everything):
+        flags.add(StudyFlag.DUPLICATE_INSTANCES)
     for row in images:
         flags.update(_CARRIED_IMAGE_FLAGS[f] for f in row.flags if f in _CARRIED_IMAGE_FLAGS)
     return StudyRow(

@@ -14,10 +14,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..atomic import write_text
-from ..enums import Bone, Status
+from ..atomic import fsync_directory, write_text
+from ..enums import Bone, ImageFlag, Status
 from ..exitcodes import ExitCode
-from .aggregate import aggregate_studies
+from .aggregate import aggregate_studies, duplicate_instance_rows
 from .csv_export import export_csv
 from .html import render_index
 from .parquet import write_parquet
@@ -26,6 +26,16 @@ from .runinfo import Counts, RunRecord, run_document, utc_now, write_run_json
 from .schema import load_schema, rows_to_table
 
 log = logging.getLogger(__name__)
+
+#: The files of one report set, ``run.json`` first (see :func:`remove_report_set`).
+REPORT_FILES = (
+    "run.json",
+    "index.html",
+    "images.parquet",
+    "studies.parquet",
+    "images.csv",
+    "studies.csv",
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ def write_reports(
     """Write the report set of ``images`` (every row of the scan) into ``out``."""
     studies_schema = load_schema("studies")
     provenance = record.provenance
+    images = flag_duplicate_instances(images)
     write_parquet(images, out / "images.parquet", load_schema("images"), provenance)
     scored = images.filter(pc.not_equal(images.column("status"), Status.SKIPPED.value))
     studies = aggregate_studies((ImageRow.from_mapping(r) for r in scored.to_pylist()), thresholds)
@@ -67,6 +78,33 @@ def write_reports(
         exit_code,
     )
     return ScanSummary(doc, int(exit_code))
+
+
+def flag_duplicate_instances(images: pa.Table) -> pa.Table:
+    """``images`` (sorted by path) with ``duplicate_instance`` added to the flags of every
+    ok row that repeats an earlier row's study, SOP Instance UID and frame."""
+    keys = zip(
+        *(images.column(c).to_pylist() for c in
+          ("status", "study_instance_uid", "sop_instance_uid", "frame")),
+        strict=True,
+    )  # fmt: skip
+    repeated = duplicate_instance_rows(keys)
+    if not repeated:
+        return images
+    flags = images.column("flags").to_pylist()
+    for index in repeated:
+        flags[index] = [*flags[index], ImageFlag.DUPLICATE_INSTANCE.value]
+    position = images.schema.get_field_index("flags")
+    return images.set_column(position, images.schema.field(position), pa.array(flags))
+
+
+def remove_report_set(out: Path) -> None:
+    """Delete the previous report set of ``out``, ``run.json`` first, before a scan starts:
+    a scan that then stops half-way leaves parts to resume from, never a stale or mixed
+    set that looks finished (a ``run.json`` is written only after every other report)."""
+    for name in REPORT_FILES:
+        (out / name).unlink(missing_ok=True)
+    fsync_directory(out)
 
 
 def count_rows(images: pa.Table, studies: int) -> Counts:

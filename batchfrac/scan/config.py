@@ -38,6 +38,7 @@ class ScanConfig:
     low_confidence: float = DEFAULT_LOW_CONFIDENCE
     window: int | None = None
     timeout: float | None = DEFAULT_TIMEOUT_S
+    retry_errors: bool = False
 
     def __post_init__(self) -> None:
         checks = {

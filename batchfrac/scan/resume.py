@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -27,14 +28,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..atomic import exclusive_lock, is_our_temp_file
-from ..errors import BatchfracError
+from ..enums import Status
+from ..errors import BatchfracError, SpecError
 from ..report.parquet import Provenance, file_metadata, write_parquet
 from ..report.rows import ImageRow
-from ..report.schema import load_schema, rows_to_table
+from ..report.schema import check_table, load_schema, rows_to_table
 
 log = logging.getLogger(__name__)
 
 PARTS_DIR = "parts"
+#: Where part files that cannot be read are moved (inside ``parts/``).
+DAMAGED_DIR = "damaged"
 LOCK_FILE = ".batchfrac.lock"
 FileKey = tuple[str, int, int]
 _KEY_COLUMNS = ["path", "file_size", "file_mtime_ns"]
@@ -63,27 +67,41 @@ def outdir_lock(outdir: Path) -> Iterator[None]:
 
 
 class Ledger:
-    """Finished work in ``OUTDIR/parts`` for one ``config_id``; also writes new parts."""
+    """Finished work in ``OUTDIR/parts`` for one ``config_id``; also writes new parts.
 
-    def __init__(self, outdir: Path, config: str) -> None:
+    ``retry_errors``: files whose rows are ``error`` (a transient ``read_error`` or
+    ``timeout``, say) are not taken as done, so the scan reads them again.
+    """
+
+    def __init__(self, outdir: Path, config: str, *, retry_errors: bool = False) -> None:
         self.parts_dir = outdir / PARTS_DIR
         self.config_id = config
+        self.retry_errors = retry_errors
         self._done: dict[FileKey, str] = {}
         self._reused: set[FileKey] = set()
         self._new_parts: list[str] = []
         self.foreign_parts = 0
         self.old_parts = 0
+        self.damaged_parts = 0
+        self.retried = 0
 
     def load(self) -> Ledger:
-        """Read the keys of every part of this config (column projection only)."""
+        """Read the keys of every readable part of this config; move damaged ones aside."""
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         for part in sorted(self.parts_dir.glob("part-*.parquet")):
-            if file_metadata(part).get("config_id") != self.config_id:
-                self.foreign_parts += 1
+            try:
+                if file_metadata(part).get("config_id") != self.config_id:
+                    self.foreign_parts += 1
+                    continue
+                keys = _read_keys(part)
+            except (OSError, ValueError, pa.ArrowException, SpecError) as exc:
+                self._set_aside(part, exc)
                 continue
             self.old_parts += 1
-            keys = pq.read_table(part, columns=_KEY_COLUMNS).to_pydict()
-            for key in zip(*(keys[c] for c in _KEY_COLUMNS), strict=True):
+            for key, status in keys:
+                if self.retry_errors and status == Status.ERROR.value:
+                    self.retried += 1
+                    continue
                 self._done[key] = part.name
         if self.foreign_parts:
             log.warning(
@@ -96,6 +114,16 @@ class Ledger:
 
     def __len__(self) -> int:
         return len(self._done)
+
+    def _set_aside(self, part: Path, error: BaseException) -> None:
+        """Move a part that cannot be read (a torn write, a disk error) into
+        ``parts/damaged/``: its files are scanned again, and the evidence is kept."""
+        damaged = self.parts_dir / DAMAGED_DIR
+        damaged.mkdir(exist_ok=True)
+        os.replace(part, damaged / part.name)
+        self.damaged_parts += 1
+        log.warning("part file %s cannot be read (%s); moved to %s and its files are "
+                    "scanned again", part.name, error, damaged)  # fmt: skip
 
     def reuse(self, key: FileKey) -> bool:
         """True (and remember it for assembly) when ``key`` is already reported."""
@@ -132,6 +160,17 @@ class Ledger:
         table = pa.concat_tables([t.cast(schema.arrow) for t in tables])
         table = table.sort_by([("path", "ascending"), ("frame", "ascending")])
         return _drop_duplicates(table)
+
+
+def _read_keys(part: Path) -> list[tuple[FileKey, str]]:
+    """``((path, size, mtime), status)`` of every row of a part, reading the whole file
+    against the images schema so that a damaged part is found now, not while assembling."""
+    schema = load_schema("images")
+    table = pq.read_table(part)
+    check_table(table.cast(schema.arrow), schema)
+    columns = table.select([*_KEY_COLUMNS, "status"]).to_pydict()
+    keys = zip(*(columns[c] for c in _KEY_COLUMNS), strict=True)
+    return list(zip(keys, columns["status"], strict=True))
 
 
 def _drop_duplicates(table: pa.Table) -> pa.Table:

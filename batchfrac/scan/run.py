@@ -31,7 +31,7 @@ from ..ingest.preprocess import PreprocessSpec
 from ..report.parquet import Provenance
 from ..report.runinfo import BundleInfo, RunInfo, RunRecord, ScanWork
 from ..report.schema import load_schema
-from ..report.writer import ScanSummary, write_reports
+from ..report.writer import ScanSummary, remove_report_set, write_reports
 from .chunks import IngestChunk, NullObserver, ScanObserver, local_ingest, pending_chunks
 from .cluster import dask_ingest
 from .config import ScanConfig
@@ -138,6 +138,7 @@ def run_scan(
         log.info("scan %s of %s into %s (batchfrac %s)", info.run_id, config.archive,
                  config.out, __version__)  # fmt: skip
         remove_stale_temp_files(config.out)
+        remove_report_set(config.out)
         bundle = bundle or load_bundle(config.bundle)
         log.info("bundle %s from %s%s", bundle.bundle_id, bundle.path,
                  " (DEMO)" if bundle.demo else "")  # fmt: skip
@@ -152,7 +153,8 @@ def run_scan(
             config_id=config_id(scan_settings(config, bundle.bundle_id, ingest_config)),
             demo_notice=bundle.notice if bundle.demo else None,
         )
-        ledger = Ledger(config.out, provenance.config_id).load()
+        ledger = Ledger(config.out, provenance.config_id, retry_errors=config.retry_errors)
+        ledger.load()
         log.info("resume ledger: %d files already reported in %d parts", len(ledger),
                  ledger.old_parts)  # fmt: skip
         work = scan_pending(

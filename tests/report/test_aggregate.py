@@ -8,7 +8,7 @@ import pytest
 
 from batchfrac.enums import Bone, ImageFlag, Reason, StudyFlag
 from batchfrac.records import Prediction
-from batchfrac.report.aggregate import aggregate_studies, study_bone
+from batchfrac.report.aggregate import aggregate_studies, duplicate_instance_rows, study_bone
 from batchfrac.report.rows import ImageRow, image_row
 from tests.scan_fakes import ok_result, rejected_result
 
@@ -124,3 +124,29 @@ class TestStudyIdentity:
         row = replace(ok_row("/a/1", Bone.HAND, 0.1), abnormal_probability=None)
         with pytest.raises(ValueError, match="probability"):
             aggregate_studies([row], THRESHOLDS)
+
+
+class TestRepeatedInstances:
+    def test_an_instance_stored_twice_counts_once_and_is_flagged(self) -> None:
+        first = ok_row("/a/1", Bone.HAND, 0.2, sop_instance_uid="9.1")
+        copy = ok_row("/a/2", Bone.HAND, 0.9, sop_instance_uid="9.1")
+        other = ok_row("/a/3", Bone.HAND, 0.4, sop_instance_uid="9.2")
+        keys = [(r.status, r.study_instance_uid, r.sop_instance_uid, r.frame)
+                for r in (first, copy, other)]  # fmt: skip
+        assert duplicate_instance_rows(keys) == [1]
+        flagged = replace(copy, flags=(*copy.flags, ImageFlag.DUPLICATE_INSTANCE.value))
+        (study,) = aggregate_studies([first, flagged, other], THRESHOLDS)
+        assert study.n_images == 2
+        assert study.abnormal_probability == pytest.approx((0.2 + 0.4) / 2)
+        assert StudyFlag.DUPLICATE_INSTANCES in study.flags
+
+    def test_other_frames_and_studies_are_not_repeats(self) -> None:
+        keys = [
+            ("ok", "1.1", "9.1", 0),
+            ("ok", "1.1", "9.1", 1),  # another frame of the same instance
+            ("ok", "1.2", "9.1", 0),  # the same UID in another study
+            ("error", "1.1", "9.1", 0),  # not scored
+            ("ok", "1.1", None, 0),
+            ("ok", "1.1", None, 0),  # no UID: nothing to compare
+        ]
+        assert duplicate_instance_rows(keys) == []

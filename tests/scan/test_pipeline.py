@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import batchfrac.scan.cluster as cluster_module
 from batchfrac.enums import Reason, Status
 from batchfrac.errors import BundleError
 from batchfrac.report.rows import ImageRow
+from batchfrac.scan.chunks import EmptyArchive
 from batchfrac.scan.cluster import LOCAL_CLUSTER_CONFIG, WORKER_MALLOC_ENVIRON, dask_ingest
 from batchfrac.scan.config import ScanConfig
 from batchfrac.scan.feed import ChunkInference
@@ -78,6 +80,49 @@ def test_in_process_scan_accounts_for_every_file(tmp_path: Path) -> None:
     assert counts["studies"] == 2
     assert summary.run["throughput"]["trunk_passes_per_image"] == pytest.approx(6 / 4)
     assert len(list((out / PARTS_DIR).glob("part-*.parquet"))) == 3
+
+
+def test_walk_rows_reach_the_report_and_a_copy_of_an_instance_counts_once(
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "archive"
+    expected = make_dicom_archive(archive)
+    study = archive / "study"
+    study.mkdir()
+    ok_files = sorted(rel for rel, status in expected.items() if status == "ok")
+    shutil.copy(archive / ok_files[0], study / "copy_of_first.dcm")  # same SOP Instance UID
+    os.mkfifo(study / "pipe")
+    (study / "dangling").symlink_to(archive / "nowhere")
+    (study / "alias.dcm").symlink_to(archive / ok_files[0])
+    (study / "out").symlink_to(tmp_path, target_is_directory=True)
+    out = tmp_path / "out"
+    config = ScanConfig(archive, out, Path("unused"), workers=0, batch_size=3, chunk_size=2)
+    summary = run_scan(config, bundle=FakeBundle())
+    rows = {
+        Path(r["path"]).relative_to(archive).as_posix(): r
+        for r in pq.read_table(out / "images.parquet").to_pylist()
+    }
+    assert (rows["study/pipe"]["status"], rows["study/pipe"]["reason"]) == (
+        "skipped",
+        "not_regular_file",
+    )
+    assert rows["study/dangling"]["reason"] == "dangling_link"
+    assert rows["study/alias.dcm"]["reason"] == "duplicate"
+    assert rows["study/out"]["reason"] == "outside_archive"
+    assert "duplicate_instance" in rows["study/copy_of_first.dcm"]["flags"]
+    assert summary.exit_code == 3  # the dangling link (and the truncated file) are errors
+    studies = pq.read_table(out / "studies.parquet").to_pylist()
+    flagged = [s for s in studies if "duplicate_instances" in s["flags"]]
+    assert len(flagged) == 1
+    assert summary.run["counts"]["files"] == len(expected) + 5
+
+
+def test_an_empty_archive_stops_the_scan(tmp_path: Path) -> None:
+    (tmp_path / "archive" / "empty_sub").mkdir(parents=True)
+    config = ScanConfig(tmp_path / "archive", tmp_path / "out", Path("unused"), workers=0)
+    with pytest.raises(EmptyArchive, match="no files"):
+        run_scan(config, bundle=FakeBundle())
+    assert not (tmp_path / "out" / "run.json").exists()
 
 
 def test_config_rejects_bad_values() -> None:

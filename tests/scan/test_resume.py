@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+import batchfrac.report.writer as writer_module
 from batchfrac.atomic import TEMP_SUFFIX
 from batchfrac.records import ImageResult
 from batchfrac.scan.config import ScanConfig
-from batchfrac.scan.resume import PARTS_DIR, Ledger, OutdirBusy, outdir_lock
+from batchfrac.scan.resume import DAMAGED_DIR, PARTS_DIR, Ledger, OutdirBusy
 from batchfrac.scan.run import run_scan
+from tests.conftest import REPO
 from tests.scan_fakes import FakeBundle, text_ingest
 
 FILES = {
@@ -138,10 +143,98 @@ def test_rows_are_sorted_by_path_then_frame(reference: list[dict[str, object]]) 
     assert [k for k in keys if k[0].endswith("s2/m")] == [(keys[3][0], 0), (keys[3][0], 1)]
 
 
-def test_a_second_scan_on_the_same_outdir_is_refused(tmp_path: Path) -> None:
-    with outdir_lock(tmp_path), pytest.raises(OutdirBusy):
-        with outdir_lock(tmp_path):
-            pass
+SLOW_SCAN = """
+import sys, time
+from pathlib import Path
+from batchfrac.scan.config import ScanConfig
+from batchfrac.scan.run import run_scan
+from tests.conftest import REPO
+from tests.scan_fakes import FakeBundle, text_ingest
+
+def slow(paths, config):
+    time.sleep(600)
+    return text_ingest(paths, config)
+
+archive, out = Path(sys.argv[1]), Path(sys.argv[2])
+run_scan(ScanConfig(archive, out, Path("unused"), workers=0), bundle=FakeBundle(), ingest=slow)
+"""
+
+
+def test_a_second_scan_on_the_same_outdir_is_refused(tmp_path: Path, archive: Path) -> None:
+    out = tmp_path / "out"
+    first = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SCAN, str(archive), str(out)], cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "scan.log").exists() and first.poll() is None:
+            assert time.monotonic() < deadline, "the first scan did not start"
+            time.sleep(0.2)
+        assert first.poll() is None, first.stderr.read() if first.stderr else ""
+        with pytest.raises(OutdirBusy, match="another batchfrac scan"):
+            scan(archive, out, CountingIngest())
+    finally:
+        first.kill()
+        first.wait()
+    assert isinstance(first.returncode, int)
+    scan(archive, out, CountingIngest())  # the lock died with its process
+
+
+def test_a_damaged_part_is_moved_aside_and_its_files_scanned_again(
+    tmp_path: Path, archive: Path, reference: list[dict[str, object]]
+) -> None:
+    out = tmp_path / "out"
+    scan(archive, out, CountingIngest())
+    part = sorted((out / PARTS_DIR).glob("part-*.parquet"))[0]
+    damaged_files = {r["path"] for r in pq.read_table(part).to_pylist()}
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])  # a torn write
+    ingest = CountingIngest()
+    scan(archive, out, ingest)
+    assert set(ingest.paths) == damaged_files
+    assert (out / PARTS_DIR / DAMAGED_DIR / part.name).exists()  # the evidence is kept
+    assert {r["path"] for r in pq.read_table(part).to_pylist()} == damaged_files  # rewritten
+    assert images(out) == reference
+
+
+def test_error_rows_are_reused_unless_retry_errors(tmp_path: Path, archive: Path) -> None:
+    out = tmp_path / "out"
+    scan(archive, out, CountingIngest())
+    again = CountingIngest()
+    scan(archive, out, again)
+    assert again.paths == []
+    retry = CountingIngest()
+    config = ScanConfig(archive, out, Path("unused"), workers=0, batch_size=2, chunk_size=2,
+                        retry_errors=True)  # fmt: skip
+    summary = run_scan(config, bundle=FakeBundle(), ingest=retry)
+    assert retry.paths == [str(archive / "s1/c")]  # the one error row ("bad")
+    assert summary.run["counts"]["files_reused"] == len(FILES) - 1
+    rows = [r for r in images(out) if r["path"] == str(archive / "s1/c")]
+    assert len(rows) == 1 and rows[0]["status"] == "error"
+
+
+def test_a_crash_between_report_files_leaves_no_finished_looking_set(
+    tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    scan(archive, out, CountingIngest())
+    assert (out / "run.json").exists() and (out / "studies.parquet").exists()
+    real = writer_module.write_parquet
+
+    def fail_on_studies(table, path, schema, provenance):  # type: ignore[no-untyped-def]
+        if path.name == "studies.parquet":
+            raise OSError(28, "No space left on device")
+        return real(table, path, schema, provenance)
+
+    monkeypatch.setattr(writer_module, "write_parquet", fail_on_studies)
+    with pytest.raises(OSError, match="No space"):
+        scan(archive, out, CountingIngest())
+    # yesterday's run.json (exit code 0) and studies.parquet are gone, not left beside a
+    # new images.parquet
+    assert not (out / "run.json").exists() and not (out / "studies.parquet").exists()
+    monkeypatch.undo()
+    summary = scan(archive, out, CountingIngest())
+    assert summary.exit_code == 3 and (out / "run.json").exists()
 
 
 def test_temp_files_of_a_killed_run_are_cleaned(tmp_path: Path, archive: Path) -> None:
