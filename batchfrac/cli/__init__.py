@@ -7,6 +7,12 @@ functions so that ``batchfrac --help`` stays fast and never imports TensorFlow.
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
 import typer
 
 from ..exitcodes import ExitCode
@@ -17,7 +23,8 @@ app = typer.Typer(
     help="Screen musculoskeletal radiographs in DICOM archives for abnormalities.",
     no_args_is_help=True,
     add_completion=False,
-    pretty_exceptions_show_locals=False,
+    # main() turns an unexpected exception into one line (and the traceback into a file).
+    pretty_exceptions_enable=False,
 )
 app.command("scan")(scan.scan)
 app.command("export")(export.export)
@@ -66,6 +73,27 @@ def main() -> None:
         if exc.code == _CLICK_USAGE_ERROR:
             raise SystemExit(ExitCode.FATAL) from None
         raise
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
+        where = _write_traceback(exc)
+        sys.stderr.write(
+            f"error: unexpected {type(exc).__name__}: {_one_line(exc)} "
+            f"(a bug in batchfrac; the traceback is in {where})\n"
+        )
+        raise SystemExit(ExitCode.FATAL) from None
 
 
 _CLICK_USAGE_ERROR = 2
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _write_traceback(error: BaseException) -> Path:
+    """Write ``error``'s traceback to a file in the temporary directory; return its path
+    (a scan has already logged it into its scan.log as well)."""
+    fd, name = tempfile.mkstemp(prefix="batchfrac-error-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        traceback.print_exception(error, file=handle)
+    return Path(name)

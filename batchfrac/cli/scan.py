@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import sys
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from ..defaults import DEFAULT_MODALITIES, DEFAULT_TIMEOUT_S
 from ..enums import Routing
 from ..exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..report.writer import ScanSummary
+    from ..scan.config import ScanConfig
 
 
 def scan(
@@ -37,7 +42,9 @@ def scan(
     max_pixels: Annotated[
         int | None, typer.Option(help="Cap on Rows x Columns x Frames x Samples.")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress or summary (cron).")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No progress: one summary line at most (cron).")
+    ] = False,
     chunk_size: Annotated[int, typer.Option(help="Files per decoding task.")] = 16,
     timeout: Annotated[
         float,
@@ -46,6 +53,14 @@ def scan(
             "is an error row (reason timeout) and its worker restarts. 0 = no limit."
         ),
     ] = DEFAULT_TIMEOUT_S,
+    retry_errors: Annotated[
+        bool,
+        typer.Option(
+            "--retry-errors",
+            help="On a resumed --out, read again the files whose rows are errors "
+            "(e.g. a read_error or timeout of a share that was down).",
+        ),
+    ] = False,
 ) -> None:
     """Screen every radiograph under ARCHIVE; write reports and scan.log to --out.
 
@@ -65,13 +80,14 @@ def scan(
 
     from ..errors import BatchfracError
     from ..scan.config import ScanConfig, default_workers
-    from ..scan.progress import ScanProgress
-    from ..scan.run import run_scan
+    from ..scan.run import check_paths
 
-    err = Console(stderr=True, soft_wrap=True)
+    terminal = Console(stderr=True, soft_wrap=True)
     if bundle is None:
         bundle = Path(str(files("batchfrac") / "demo_bundle"))
-        err.print(f"WARNING: no --bundle given; using the DEMO bundle {bundle}", style="bold red")
+        if not quiet:
+            terminal.print(f"WARNING: no --bundle given; using the DEMO bundle {bundle}",
+                           style="bold red")  # fmt: skip
     try:
         config = ScanConfig(
             archive=archive,
@@ -86,25 +102,57 @@ def scan(
             max_pixels=max_pixels,
             csv=csv,
             timeout=timeout or None,
+            retry_errors=retry_errors,
         )
-    except ValueError as exc:
-        err.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
-        raise typer.Exit(ExitCode.FATAL) from None
-    progress = ScanProgress(err, disable=quiet or not sys.stderr.isatty())
+        check_paths(config.archive, config.out)
+        config.out.mkdir(parents=True, exist_ok=True)
+    except (ValueError, BatchfracError, OSError) as exc:
+        _fail(terminal, exc)
+    if config.workers == 0 and not config.scheduler and not quiet:
+        terminal.print(
+            "note: --workers 0 decodes in this process: no --timeout, and a codec that "
+            "crashes the process ends the scan (run again to resume)"
+        )
+    summary = _run(config, quiet, terminal)
+    counts = summary.run["counts"]
+    status = ", ".join(f"{k} {v}" for k, v in sorted(counts["status"].items()))
+    line = f"{counts['files']} files ({status}); {counts['studies']} studies -> {out}"
+    demo = bool(summary.run["bundle"]["demo"])
+    if demo and not quiet:
+        notice = summary.run["bundle"]["notice"]
+        terminal.print(f"WARNING: {notice}", style="bold red", markup=False, highlight=False)
+    if demo and quiet:
+        line += f" [{summary.run['bundle']['notice']}]"
+    # --quiet (cron): silent after a clean scan, else this one line.
+    if not quiet or demo or summary.exit_code != ExitCode.OK:
+        typer.echo(line)
+    raise typer.Exit(summary.exit_code)
+
+
+def _run(config: ScanConfig, quiet: bool, terminal: Console) -> ScanSummary:
+    """Run the scan with library output sent to scan.log; Ctrl-C and errors end it here."""
+    from rich.console import Console
+
+    from ..errors import BatchfracError
+    from ..scan.progress import ScanProgress
+    from ..scan.run import LOG_FILE, run_scan
+    from .console import native_stderr_to
+
     try:
-        with progress:
-            summary = run_scan(config, progress)
+        with native_stderr_to(config.out / LOG_FILE) as stream:
+            console = Console(file=stream, soft_wrap=True)
+            disable = quiet or not stream.isatty()
+            with ScanProgress(console, disable=disable) as progress:
+                return run_scan(config, progress)
     except KeyboardInterrupt:
-        err.print(f"interrupted: finished work is kept in {out}; run the same command to resume")
+        terminal.print(
+            f"interrupted: finished work is kept in {config.out}; run the same command to resume"
+        )
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     except (BatchfracError, OSError) as exc:
-        err.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
-        raise typer.Exit(ExitCode.FATAL) from None
-    if summary.run["bundle"]["demo"]:
-        notice = summary.run["bundle"]["notice"]
-        err.print(f"WARNING: {notice}", style="bold red", markup=False, highlight=False)
-    if not quiet:
-        counts = summary.run["counts"]
-        status = ", ".join(f"{k} {v}" for k, v in sorted(counts["status"].items()))
-        typer.echo(f"{counts['files']} files ({status}); {counts['studies']} studies -> {out}")
-    raise typer.Exit(summary.exit_code)
+        _fail(terminal, exc)
+
+
+def _fail(terminal: Console, error: BaseException) -> NoReturn:
+    terminal.print(f"error: {error}", style="bold red", markup=False, highlight=False)
+    raise typer.Exit(ExitCode.FATAL) from None

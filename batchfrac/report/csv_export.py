@@ -3,17 +3,22 @@
 - RFC 4180: comma separated, CRLF line ends, every text cell quoted (``QUOTE_NONNUMERIC``
   style, done by hand so numbers stay bare): paths with commas, quotes or newlines survive.
 - UTF-8 with a byte-order mark, so spreadsheet programs pick the right encoding.
-- Formula injection is neutralised: a text cell that starts with ``=``, ``+``, ``-``, ``@``,
-  tab or carriage return (a file path or DICOM value can be hostile) gets a leading ``'``,
-  which spreadsheets treat as "text" and do not display. Numeric columns are never prefixed
-  (``-0.5`` stays a number). To recover the raw value, strip one leading ``'`` from a text
-  cell whose second character is one of those.
+- Formula injection is neutralised whatever the cell's first characters: a text cell that
+  starts a formula (``=``, ``+``, ``-``, ``@``, tab or carriage return, also after leading
+  spaces or other whitespace, and in their full-width or other compatibility forms such as
+  ``＝``, which spreadsheets read as ``=``) gets a leading ``'``, which spreadsheets treat
+  as "text" and do not display. Numeric columns are never prefixed (``-0.5`` stays a
+  number). :func:`restore_text_cell` strips it again.
+- Control characters other than tab, newline and carriage return (NUL and the like, which
+  a hostile DICOM string can hold and which Python 3.10's ``csv`` module refuses) are
+  replaced with U+FFFD, so a CSV is written on every supported Python.
 - ``list<string>`` columns (``flags``) are joined with ``;``; nulls are empty cells.
 """
 
 from __future__ import annotations
 
 import csv
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,16 +30,33 @@ from ..atomic import atomic_write
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 LIST_SEPARATOR = ";"
+#: C0 control characters a CSV cell may not hold (tab, newline and carriage return may).
+_CONTROL = {c: "\ufffd" for c in range(32) if chr(c) not in "\t\n\r"} | {0x7F: "\ufffd"}
+
+
+def starts_formula(value: str) -> bool:
+    """Whether a spreadsheet could read ``value`` as a formula: its first character, or its
+    first character after leading whitespace, is a formula character once compatibility
+    forms are folded (NFKC: full-width ``＝`` is ``=``)."""
+    if value.startswith(FORMULA_PREFIXES):
+        return True
+    stripped = value.lstrip()
+    if not stripped:
+        return False
+    return unicodedata.normalize("NFKC", stripped[0]).startswith(FORMULA_PREFIXES)
 
 
 def text_cell(value: str) -> str:
-    """``value`` made safe to open in a spreadsheet (leading ``'`` before a formula char)."""
-    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+    """``value`` made safe to open in a spreadsheet: control characters replaced, and a
+    leading ``'`` before anything that could start a formula (:func:`starts_formula`)."""
+    value = value.translate(_CONTROL)
+    return "'" + value if starts_formula(value) else value
 
 
 def restore_text_cell(cell: str) -> str:
-    """Inverse of :func:`text_cell` for a cell read back from the CSV."""
-    if cell.startswith("'") and cell[1:].startswith(FORMULA_PREFIXES):
+    """Inverse of :func:`text_cell` for a cell read back from the CSV (control characters
+    stay replaced)."""
+    if cell.startswith("'") and starts_formula(cell[1:]):
         return cell[1:]
     return cell
 

@@ -21,12 +21,21 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from ..errors import BatchfracError
 from ..records import ImageResult
 from .chunks import ChunkResults, IngestChunk
 from .retry import after_task_failure, after_worker_death, overdue
 from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
+
+#: Seconds to reach an existing scheduler (``--scheduler``) before the scan gives up.
+CONNECT_TIMEOUT_S = 30.0
+
+
+class SchedulerUnreachable(BatchfracError):
+    """``--scheduler`` names a scheduler that does not answer."""
+
 
 #: Dask event topic on which a worker names the file it gave up on before exiting.
 TIMEOUT_TOPIC = "batchfrac-timeout"
@@ -76,7 +85,14 @@ def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
 
     with contextlib.ExitStack() as stack:
         if scheduler:
-            yield stack.enter_context(Client(scheduler))
+            try:
+                client = stack.enter_context(Client(scheduler, timeout=CONNECT_TIMEOUT_S))
+            except (OSError, TimeoutError) as exc:
+                raise SchedulerUnreachable(
+                    f"cannot reach the Dask scheduler at {scheduler} within "
+                    f"{CONNECT_TIMEOUT_S:.0f} s: {exc}"
+                ) from None
+            yield client
             return
         stack.enter_context(dask.config.set(LOCAL_CLUSTER_CONFIG))
         with _sigint_ignored(), _worker_malloc_environ():  # both inherited by the workers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,20 @@ def default_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+#: A Dask scheduler address: ``[protocol://]host:port`` (IPv6 hosts in brackets).
+_SCHEDULER_ADDRESS = re.compile(
+    r"^(?:(?:tcp|tls|ucx|ws|wss)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)"
+    r":(?P<port>[0-9]{1,5})$"
+)
+
+
+def valid_scheduler_address(address: str) -> bool:
+    """Whether ``address`` names a Dask scheduler (``tcp://host:8786``, ``host:8786``,
+    ``tls://[::1]:8786``); checked before anything starts, so a typo is a clear error."""
+    match = _SCHEDULER_ADDRESS.match(address.strip())
+    return match is not None and 1 <= int(match["port"]) <= 65535
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,8 @@ class ScanConfig:
             "the window must be >= 1": self.window is None or self.window >= 1,
             "low_confidence must be in [0, 1]": 0.0 <= self.low_confidence <= 1.0,
             "--timeout must not be negative": self.timeout is None or self.timeout > 0,
+            f"--scheduler {self.scheduler!r} is not a Dask scheduler address such as "
+            "tcp://host:8786": self.scheduler is None or valid_scheduler_address(self.scheduler),
         }
         failed = [message for message, ok in checks.items() if not ok]
         if failed:

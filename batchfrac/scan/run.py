@@ -94,24 +94,42 @@ def load_bundle(path: Path) -> ScanBundle:
     return bundle
 
 
+#: Loggers whose records go to scan.log during a scan: ours, Dask's, and the libraries
+#: that log per file (pydicom logs a traceback for every plugin that fails on a frame),
+#: plus Python warnings (``py.warnings``). None of them reach the terminal.
+_LOGGED = ("batchfrac", "distributed", "pydicom", "py.warnings", "tensorflow", "absl", "jax")
+
+
 @contextlib.contextmanager
 def scan_log(out: Path) -> Iterator[None]:
-    """Append batchfrac's (and Dask's warnings') log records to ``OUTDIR/scan.log``."""
+    """Append the scan's log records (:data:`_LOGGED`) to ``OUTDIR/scan.log``; an exception
+    that stops the scan is logged there with its traceback."""
     handler = logging.FileHandler(out / LOG_FILE, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
-    ours, dask = logging.getLogger("batchfrac"), logging.getLogger("distributed")
-    old_level = ours.level
+    loggers = [logging.getLogger(name) for name in _LOGGED]
+    saved = [(lg, lg.level, lg.propagate) for lg in loggers]
+    ours = logging.getLogger("batchfrac")
     if ours.getEffectiveLevel() > logging.INFO:
         ours.setLevel(logging.INFO)
-    ours.addHandler(handler)
-    dask.addHandler(handler)
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.propagate = False
+    logging.captureWarnings(True)
     try:
         yield
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt):
+            log.error("the scan stopped: %s: %s", type(exc).__name__, exc, exc_info=True)
+        else:
+            log.warning("the scan was interrupted (Ctrl-C); finished chunks are kept")
+        raise
     finally:
-        ours.removeHandler(handler)
-        dask.removeHandler(handler)
-        ours.setLevel(old_level)
+        logging.captureWarnings(False)
+        for lg, level, propagate in saved:
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = propagate
         handler.close()
 
 

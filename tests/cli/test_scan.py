@@ -68,14 +68,19 @@ def test_scan_with_an_error_row_exits_3_and_leaves_the_archive_alone(
 
 
 def test_clean_quiet_scan_exits_0_silently(
-    tmp_path: Path, archive: Path, loaded: list[Path]
+    tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    clinical = FakeBundle()
+    clinical.demo = False
+    monkeypatch.setattr(batchfrac.scan.run, "load_bundle", lambda path: clinical)
     (archive / "s2" / "truncated.dcm").unlink()
-    result = scan(
-        archive, "--out", tmp_path / "out", "--bundle", tmp_path, "--workers", "0", "--quiet"
-    )
+    args = (archive, "--out", tmp_path / "out", "--bundle", tmp_path, "--workers", "0")
+    result = scan(*args, "--quiet")
     assert result.exit_code == 0, result.output
-    assert result.stdout == ""
+    assert result.output == ""
+    (archive / "s2" / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 10)
+    one_line = scan(*args, "--quiet")
+    assert one_line.exit_code == 3 and len(one_line.output.splitlines()) == 1
 
 
 def test_default_bundle_is_the_demo_with_a_warning(
@@ -137,3 +142,70 @@ def test_export_rewrites_csv_and_html(tmp_path: Path, archive: Path, loaded: lis
     nothing = runner.invoke(app, ["export", str(out)])
     assert nothing.exit_code == 2 and "nothing to export" in nothing.output  # usage error
     assert runner.invoke(app, ["export", str(archive), "--csv"]).exit_code == 1  # no reports
+
+
+@pytest.mark.parametrize("address", ["garbage", "tcp://host", "tcp://host:0", "http://h:80"])
+def test_a_bad_scheduler_address_is_one_clear_line_before_anything_starts(
+    tmp_path: Path, archive: Path, loaded: list[Path], address: str
+) -> None:
+    result = scan(archive, "--out", tmp_path / "out", "--scheduler", address)
+    assert result.exit_code == 1
+    assert "is not a Dask scheduler address" in result.output
+    assert "Traceback" not in result.output
+    assert loaded == [] and not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(
+    tmp_path: Path, archive: Path, loaded: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import batchfrac.scan.cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT_S", 3.0)
+    with socket.socket() as sock:  # a free loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = scan(archive, "--out", tmp_path / "out", "--scheduler", f"tcp://127.0.0.1:{port}")
+    assert result.exit_code == 1
+    assert "cannot reach the Dask scheduler" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_workers_0_says_it_has_no_timeout_unless_quiet(
+    tmp_path: Path, archive: Path, loaded: list[Path]
+) -> None:
+    loud = scan(archive, "--out", tmp_path / "a", "--workers", "0", "--bundle", tmp_path)
+    assert "no --timeout" in loud.output
+    quiet = scan(archive, "--out", tmp_path / "b", "--workers", "0", "--quiet")
+    assert quiet.exit_code == 3
+    assert len(quiet.output.strip().splitlines()) == 1, quiet.output
+    assert "demo bundle" in quiet.output  # the notice travels in the one line
+
+
+def test_an_empty_archive_exits_1(tmp_path: Path, loaded: list[Path]) -> None:
+    (tmp_path / "empty").mkdir()
+    result = scan(tmp_path / "empty", "--out", tmp_path / "out", "--workers", "0")
+    assert result.exit_code == 1 and "holds no files" in result.output
+
+
+def test_an_unexpected_error_is_one_line_and_exit_1(
+    tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from batchfrac.cli import main
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("a bug somewhere")
+
+    monkeypatch.setattr(batchfrac.scan.run, "run_scan", broken)
+    monkeypatch.setattr(
+        "sys.argv", ["batchfrac", "scan", str(archive), "--out", str(tmp_path / "o"), "--quiet"]
+    )
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unexpected ZeroDivisionError: a bug somewhere" in err
+    trace = Path(err.rsplit("traceback is in ", 1)[1].rstrip(")\n"))
+    assert "ZeroDivisionError" in trace.read_text() and "Traceback" not in err
+    trace.unlink()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 from pathlib import Path
 
@@ -161,6 +162,29 @@ class TestCsv:
         assert records[3]["path"] == '\'=HYPERLINK("http://evil")'
         assert records[0]["study_instance_uid"] == "'=1+1"
         assert records[0]["bone_confidence"] == "0.8"  # numbers stay numbers
+
+    @pytest.mark.parametrize(
+        "value",
+        ["=1+1", "  =HYPERLINK(x)", "\u3000@SUM(A1)", "\uff1dcmd|' /C calc'!A0", "\uff0b1",
+         "\uff0d2", "\uff20x", "\t=1", "\r=1", " \t -1"],
+    )  # fmt: skip
+    def test_cells_that_could_start_a_formula_are_neutralised(self, value: str) -> None:
+        cell = text_cell(value)
+        assert cell == "'" + value
+        assert restore_text_cell(cell) == value
+
+    def test_control_characters_are_replaced_so_any_python_can_write_them(
+        self, tmp_path: Path
+    ) -> None:
+        assert text_cell("TEST\x000001") == "TEST\ufffd0001"
+        assert text_cell("a\tb\nc") == "a\tb\nc"
+        table = pa.table({"patient_id": ["TEST\x000001", "\x1b[31mred"]})
+        path = write_csv(table, tmp_path / "nul.csv")
+        raw = path.read_bytes()
+        assert b"\x00" not in raw and b"\x1b" not in raw
+        # Python 3.10's csv writer refuses a NUL ("need to escape"): what it is given has none.
+        written = [row[0] for row in csv.reader(io.StringIO(raw.decode("utf-8-sig")))]
+        assert written[1:] == ["TEST\ufffd0001", "\ufffd[31mred"]
 
     def test_text_cell_leaves_numbers_and_plain_text(self) -> None:
         assert text_cell("1.2.840") == "1.2.840"

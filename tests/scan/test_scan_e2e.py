@@ -63,6 +63,9 @@ def test_sigkill_mid_scan_then_rerun_equals_uninterrupted(
 ) -> None:
     reference = run(archive, tmp_path / "reference", tiny_bundle)
     assert reference.returncode == 3, reference.stderr  # the truncated files are error rows
+    # --quiet: one summary line; TensorFlow's, Dask's and pydicom's chatter is in scan.log
+    said = (reference.stdout + reference.stderr).strip().splitlines()
+    assert len(said) == 1 and said[0].startswith(f"{7 * COPIES} files"), said
 
     out = tmp_path / "out"
     process = subprocess.Popen(
@@ -96,3 +99,35 @@ def test_sigkill_mid_scan_then_rerun_equals_uninterrupted(
     assert run_json["counts"]["files"] == 7 * COPIES
     assert run_json["throughput"]["trunk_passes_per_image"] <= 2.0
     assert not list(out.rglob(f"*{TEMP_SUFFIX}"))
+
+
+def test_ctrl_c_stops_a_real_scan_cleanly_and_the_rerun_finishes(
+    tmp_path: Path, archive: Path, tiny_bundle: Path
+) -> None:
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        command(archive, out, tiny_bundle), env=ENV, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not list((out / PARTS_DIR).glob("part-*.parquet")):
+            assert process.poll() is None, "the scan ended before writing any part"
+            assert time.monotonic() < deadline, "no part file appeared"
+            time.sleep(0.005)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: the whole process group
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert process.returncode == 130, stderr
+    assert "interrupted: finished work is kept" in stderr
+    assert "Traceback" not in stdout + stderr
+    assert list((out / PARTS_DIR).glob("part-*.parquet"))
+    assert not (out / "run.json").exists()
+    assert "interrupted (Ctrl-C)" in (out / "scan.log").read_text()
+    resumed = run(archive, out, tiny_bundle)
+    assert resumed.returncode == 3, resumed.stderr
+    assert json.loads((out / "run.json").read_text())["counts"]["files"] == 7 * COPIES
