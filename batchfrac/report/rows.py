@@ -68,6 +68,10 @@ class ImageRow:
     decode_ms: float
     file_size: int
     file_mtime_ns: int
+    thumbnail: str | None = None
+    heatmap: str | None = None
+    heatmap_peak_x: int | None = None
+    heatmap_peak_y: int | None = None
 
     @property
     def key(self) -> tuple[str, int, int]:
