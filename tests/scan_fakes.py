@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -271,3 +272,17 @@ def environ_ingest(paths: list[str], config: object) -> list[ImageResult]:
         ImageResult(FileStat(p, 0, 0), Status.SKIPPED, Reason.NOT_DICOM, None, detail=detail)
         for p in paths
     ]
+
+
+class CountingIngest:
+    """text_ingest that records the files it was given and can 'die' after N chunks."""
+
+    def __init__(self, interrupt_after: int | None = None) -> None:
+        self.paths: list[str] = []
+        self.interrupt_after = interrupt_after
+
+    def __call__(self, paths: Sequence[str], config: object) -> list[ImageResult]:
+        if self.interrupt_after is not None and len(self.paths) >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.paths.extend(paths)
+        return text_ingest(list(paths), config)

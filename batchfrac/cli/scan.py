@@ -61,6 +61,23 @@ def scan(
             "(e.g. a read_error or timeout of a share that was down).",
         ),
     ] = False,
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            "--previous",
+            file_okay=False,
+            help="A previous night's --out: its rows are reused for files unchanged since "
+            "(same path, size, mtime; same bundle and options); only new or changed files "
+            "are read. Unusable reports mean a full scan, with a warning.",
+        ),
+    ] = None,
+    previous_errors: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-previous-errors",
+            help="With --previous: keep its error rows too (by default they are read again).",
+        ),
+    ] = False,
 ) -> None:
     """Screen every radiograph under ARCHIVE; write reports and scan.log to --out.
 
@@ -103,6 +120,8 @@ def scan(
             csv=csv,
             timeout=timeout or None,
             retry_errors=retry_errors,
+            previous=previous,
+            previous_errors=previous_errors,
         )
         check_paths(config.archive, config.out)
         config.out.mkdir(parents=True, exist_ok=True)
@@ -117,14 +136,18 @@ def scan(
     counts = summary.run["counts"]
     status = ", ".join(f"{k} {v}" for k, v in sorted(counts["status"].items()))
     line = f"{counts['files']} files ({status}); {counts['studies']} studies -> {out}"
-    demo = bool(summary.run["bundle"]["demo"])
-    if demo and not quiet:
-        notice = summary.run["bundle"]["notice"]
-        terminal.print(f"WARNING: {notice}", style="bold red", markup=False, highlight=False)
-    if demo and quiet:
-        line += f" [{summary.run['bundle']['notice']}]"
-    # --quiet (cron): silent after a clean scan, else this one line.
-    if not quiet or demo or summary.exit_code != ExitCode.OK:
+    warnings = []
+    unusable = (summary.run.get("previous") or {}).get("why_not")
+    if unusable:
+        warnings.append(f"--previous not used, every file was read: {unusable}")
+    if summary.run["bundle"]["demo"]:
+        warnings.append(summary.run["bundle"]["notice"])
+    if quiet:  # cron: silent after a clean scan, else this one line
+        if warnings or summary.exit_code != ExitCode.OK:
+            typer.echo(" ".join([line, *(f"[{w}]" for w in warnings)]))
+    else:
+        for warning in warnings:
+            terminal.print(f"WARNING: {warning}", style="bold red", markup=False, highlight=False)
         typer.echo(line)
     raise typer.Exit(summary.exit_code)
 

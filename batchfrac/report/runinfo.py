@@ -25,7 +25,7 @@ from ..errors import SpecError
 from .parquet import Provenance
 from .schema import run_json_schema
 
-RUN_SCHEMA_VERSION = "1.0.0"
+RUN_SCHEMA_VERSION = "1.1.0"
 
 
 def utc_now() -> str:
@@ -116,6 +116,9 @@ class RunRecord:
     provenance: Provenance
     arguments: Mapping[str, Any]
     work: ScanWork
+    #: ``--previous``: ``{"used": True, "run_id", "path", "files_removed"}`` or
+    #: ``{"used": False, "why_not"}``; ``None`` without ``--previous``.
+    previous: Mapping[str, Any] | None = None
 
 
 def run_document(
@@ -165,6 +168,7 @@ def run_document(
             "inference_s": round(work.inference_s, 3),
         },
         "exit_code": exit_code,
+        **({"previous": dict(record.previous)} if record.previous is not None else {}),
     }
 
 

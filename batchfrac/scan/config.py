@@ -54,6 +54,8 @@ class ScanConfig:
     window: int | None = None
     timeout: float | None = DEFAULT_TIMEOUT_S
     retry_errors: bool = False
+    previous: Path | None = None
+    previous_errors: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -67,6 +69,9 @@ class ScanConfig:
             "--timeout must not be negative": self.timeout is None or self.timeout > 0,
             f"--scheduler {self.scheduler!r} is not a Dask scheduler address such as "
             "tcp://host:8786": self.scheduler is None or valid_scheduler_address(self.scheduler),
+            "--previous must be another night's folder, not --out (a rerun on the same --out "
+            "resumes by itself)": self.previous is None
+            or os.path.realpath(self.previous) != os.path.realpath(self.out),
         }
         failed = [message for message, ok in checks.items() if not ok]
         if failed:
@@ -86,6 +91,7 @@ class ScanConfig:
             archive=str(self.archive),
             out=str(self.out),
             bundle=str(self.bundle),
+            previous=str(self.previous) if self.previous is not None else None,
             routing=self.routing.value,
             modalities=list(self.modalities),
         )

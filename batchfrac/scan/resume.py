@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -77,9 +77,9 @@ class Ledger:
         self.parts_dir = outdir / PARTS_DIR
         self.config_id = config
         self.retry_errors = retry_errors
-        self._done: dict[FileKey, str] = {}
+        self._done: dict[FileKey, Path] = {}  # key -> the Parquet file holding its rows
         self._reused: set[FileKey] = set()
-        self._new_parts: list[str] = []
+        self._new_parts: list[Path] = []
         self.foreign_parts = 0
         self.old_parts = 0
         self.damaged_parts = 0
@@ -93,7 +93,7 @@ class Ledger:
                 if file_metadata(part).get("config_id") != self.config_id:
                     self.foreign_parts += 1
                     continue
-                keys = _read_keys(part)
+                keys = read_keys(part)
             except (OSError, ValueError, pa.ArrowException, SpecError) as exc:
                 self._set_aside(part, exc)
                 continue
@@ -102,7 +102,7 @@ class Ledger:
                 if self.retry_errors and status == Status.ERROR.value:
                     self.retried += 1
                     continue
-                self._done[key] = part.name
+                self._done[key] = part
         if self.foreign_parts:
             log.warning(
                 "%d part file(s) in %s belong to another bundle or other options; "
@@ -114,6 +114,24 @@ class Ledger:
 
     def __len__(self) -> int:
         return len(self._done)
+
+    def add_previous(
+        self, images: Path, keys: Iterable[tuple[FileKey, str]], *, errors: bool = False
+    ) -> int:
+        """Take the rows of a previous night's ``images.parquet`` as done too (``--previous``),
+        except where this ``--out``'s own parts already hold the file; ``error`` rows only
+        with ``errors``. Returns how many files were added."""
+        added = 0
+        for key, status in keys:
+            if key in self._done or (status == Status.ERROR.value and not errors):
+                continue
+            self._done[key] = images
+            added += 1
+        return added
+
+    def previous_paths(self, images: Path) -> set[str]:
+        """The paths of the files this ledger holds from ``images`` (see add_previous)."""
+        return {key[0] for key, source in self._done.items() if source == images}
 
     def _set_aside(self, part: Path, error: BaseException) -> None:
         """Move a part that cannot be read (a torn write, a disk error) into
@@ -143,16 +161,16 @@ class Ledger:
         digest = hashlib.sha256(json.dumps([self.config_id, keys]).encode()).hexdigest()[:24]
         path = self.parts_dir / f"part-{digest}.parquet"
         write_parquet(rows_to_table(rows, schema), path, schema, provenance)
-        self._new_parts.append(path.name)
+        self._new_parts.append(path)
         return path
 
     def assemble(self) -> pa.Table:
         """All rows of this scan: new parts plus reused old rows, sorted by (path, frame)."""
         schema = load_schema("images")
-        tables = [pq.read_table(self.parts_dir / name) for name in self._new_parts]
+        tables = [pq.read_table(path) for path in self._new_parts]
         reused_parts = sorted({self._done[key] for key in self._reused} - set(self._new_parts))
-        for name in reused_parts:
-            table = pq.read_table(self.parts_dir / name)
+        for source in reused_parts:
+            table = pq.read_table(source)
             keys = zip(*(table.column(c).to_pylist() for c in _KEY_COLUMNS), strict=True)
             tables.append(table.filter(pa.array([k in self._reused for k in keys])))
         if not tables:
@@ -162,9 +180,10 @@ class Ledger:
         return _drop_duplicates(table)
 
 
-def _read_keys(part: Path) -> list[tuple[FileKey, str]]:
-    """``((path, size, mtime), status)`` of every row of a part, reading the whole file
-    against the images schema so that a damaged part is found now, not while assembling."""
+def read_keys(part: Path) -> list[tuple[FileKey, str]]:
+    """``((path, size, mtime), status)`` of every row of a part (or of an images.parquet),
+    reading the whole file against the images schema so that a damaged file is found now,
+    not while assembling. Raises what pyarrow raises, or :class:`SpecError`."""
     schema = load_schema("images")
     table = pq.read_table(part)
     check_table(table.cast(schema.arrow), schema)

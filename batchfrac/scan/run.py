@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import pyarrow as pa
+
 from .. import __version__
 from ..enums import Bone, Head
 from ..errors import BatchfracError, BundleError
@@ -37,6 +39,7 @@ from .cluster import dask_ingest
 from .config import ScanConfig
 from .feed import ChunkInference
 from .inference import BatchPredictor, InferenceBundle
+from .previous import PreviousNight, PreviousUnusable, load_previous
 from .resume import Ledger, config_id, outdir_lock, remove_stale_temp_files
 
 if TYPE_CHECKING:
@@ -175,12 +178,45 @@ def run_scan(
         ledger.load()
         log.info("resume ledger: %d files already reported in %d parts", len(ledger),
                  ledger.old_parts)  # fmt: skip
+        previous = _use_previous(config, ledger, provenance.config_id)
         work = scan_pending(
             config, bundle, ingest_config, ledger, provenance, observer, ingest, started=clock
         )
-        record = RunRecord(info, BundleInfo.of(bundle), provenance, config.arguments(), work)
+        images = ledger.assemble()
+        previous_info: dict[str, object] | None = None
+        if isinstance(previous, PreviousNight):
+            previous_info = previous_summary(previous, images)
+        elif previous is not None:
+            previous_info = {"used": False, "why_not": previous}
+        record = RunRecord(
+            info, BundleInfo.of(bundle), provenance, config.arguments(), work, previous_info
+        )
         thresholds = {bone: bundle.threshold(bone) for bone in Bone}
-        return write_reports(config.out, ledger.assemble(), thresholds, record, csv=config.csv)
+        return write_reports(config.out, images, thresholds, record, csv=config.csv)
+
+
+def _use_previous(config: ScanConfig, ledger: Ledger, config_id: str) -> PreviousNight | str | None:
+    """Add the previous night's rows to the ledger (``--previous``): the night, or why its
+    reports were not used (then every file is read), or ``None`` without ``--previous``."""
+    if config.previous is None:
+        return None
+    try:
+        night = load_previous(config.previous, config_id)
+    except PreviousUnusable as exc:
+        log.warning("--previous %s not used, scanning every file: %s", config.previous, exc)
+        return str(exc)
+    added = ledger.add_previous(night.images, night.keys, errors=config.previous_errors)
+    log.info("--previous %s (run %s): %d files to reuse if unchanged",
+             config.previous, night.run_id, added)  # fmt: skip
+    return night
+
+
+def previous_summary(night: PreviousNight, images: pa.Table) -> dict[str, object]:
+    """``run.json``'s ``previous``: which run, and how many of its files are gone tonight."""
+    tonight = set(images.column("path").to_pylist())
+    removed = {key[0] for key, _status in night.keys} - tonight
+    return {"used": True, "run_id": night.run_id, "path": str(night.path),
+            "files_removed": len(removed)}  # fmt: skip
 
 
 def ingest_settings(config: ScanConfig, spec: PreprocessSpec) -> IngestConfig:

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,12 +13,11 @@ import pytest
 
 import batchfrac.report.writer as writer_module
 from batchfrac.atomic import TEMP_SUFFIX
-from batchfrac.records import ImageResult
 from batchfrac.scan.config import ScanConfig
 from batchfrac.scan.resume import DAMAGED_DIR, PARTS_DIR, Ledger, OutdirBusy
 from batchfrac.scan.run import run_scan
 from tests.conftest import REPO
-from tests.scan_fakes import FakeBundle, text_ingest
+from tests.scan_fakes import CountingIngest, FakeBundle
 
 FILES = {
     "s1/a": "0.1",
@@ -38,20 +36,6 @@ def make_archive(root: Path) -> Path:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     return root
-
-
-class CountingIngest:
-    """text_ingest that records the files it was given and can 'die' after N chunks."""
-
-    def __init__(self, interrupt_after: int | None = None) -> None:
-        self.paths: list[str] = []
-        self.interrupt_after = interrupt_after
-
-    def __call__(self, paths: Sequence[str], config: object) -> list[ImageResult]:
-        if self.interrupt_after is not None and len(self.paths) >= self.interrupt_after:
-            raise KeyboardInterrupt
-        self.paths.extend(paths)
-        return text_ingest(list(paths), config)
 
 
 def scan(archive: Path, out: Path, ingest: CountingIngest, bundle: FakeBundle | None = None):
@@ -149,7 +133,7 @@ from pathlib import Path
 from batchfrac.scan.config import ScanConfig
 from batchfrac.scan.run import run_scan
 from tests.conftest import REPO
-from tests.scan_fakes import FakeBundle, text_ingest
+from tests.scan_fakes import CountingIngest, FakeBundle
 
 def slow(paths, config):
     time.sleep(600)
