@@ -78,6 +78,15 @@ def scan(
             help="With --previous: keep its error rows too (by default they are read again).",
         ),
     ] = False,
+    dicom: Annotated[
+        Path | None,
+        typer.Option(
+            "--dicom",
+            file_okay=False,
+            help="After the reports, write one DICOM Structured Report per study and one Key "
+            "Object Selection per abnormal study into this folder (see `batchfrac export`).",
+        ),
+    ] = None,
 ) -> None:
     """Screen every radiograph under ARCHIVE; write reports and scan.log to --out.
 
@@ -149,7 +158,12 @@ def scan(
         for warning in warnings:
             terminal.print(f"WARNING: {warning}", style="bold red", markup=False, highlight=False)
         typer.echo(line)
-    raise typer.Exit(summary.exit_code)
+    if dicom is None:
+        raise typer.Exit(summary.exit_code)
+    from ..pacs.console import export_to_folder
+
+    exported = export_to_folder(config.out, dicom, None)
+    raise typer.Exit(exported if exported != ExitCode.OK else summary.exit_code)
 
 
 def _run(config: ScanConfig, quiet: bool, terminal: Console) -> ScanSummary:

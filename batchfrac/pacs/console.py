@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import BatchfracError
+from ..exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from ..report.pseudonym import Pseudonymizer
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
     from .pull import PullQuery
     from .send import Destination
 
-EXIT_OK = 0
-EXIT_FATAL = 1
-EXIT_SOME_FAILED = 3
-EXIT_INTERRUPTED = 130
 
 _HANDLER_NAME = "batchfrac-pacs-stderr"
 
@@ -102,10 +99,10 @@ def export_to_folder(outdir: Path, dicom_dir: Path, key_file: Path | None) -> in
             summary = export_dicom(outdir, dicom_dir, pseudonymizer=pseudonymizer, progress=update)
     except KeyboardInterrupt:
         error("interrupted; run the same command again (it rewrites the same files)")
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except (BatchfracError, OSError) as exc:
         error(str(exc))
-        return EXIT_FATAL
+        return ExitCode.FATAL
     _report_export(summary, dicom_dir, pseudonymised=key_file is not None)
     return summary.exit_code
 
@@ -143,10 +140,10 @@ def send_results(
             )  # fmt: skip
     except KeyboardInterrupt:
         error("interrupted; objects already confirmed are recorded, run again to send the rest")
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except (BatchfracError, OSError) as exc:
         error(str(exc))
-        return EXIT_FATAL
+        return ExitCode.FATAL
     for outcome in summary.outcomes:
         obj = outcome.object
         line = (
@@ -219,10 +216,10 @@ def pull_studies(
             summary = pull(factory, out, query, jobs=jobs, progress=update)
     except KeyboardInterrupt:
         error("interrupted; instances on disk are complete, run again to fetch the rest")
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except (BatchfracError, OSError) as exc:
         error(str(exc))
-        return EXIT_FATAL
+        return ExitCode.FATAL
     for ref, reason in summary.failed:
         sys.stderr.write(
             f"failed: instance {ref.sop_instance_uid} (study {ref.study_instance_uid}): {reason}\n"

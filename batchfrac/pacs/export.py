@@ -21,6 +21,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from ..enums import Label
+from ..exitcodes import ExitCode
 from ..report.pseudonym import Pseudonymizer
 from .identity import SourceImage
 from .results import ScanResults, StudyResult, read_scan_results
@@ -85,7 +86,8 @@ class ExportSummary:
     @property
     def exit_code(self) -> int:
         """0 when every study that can hold results got them, else 3."""
-        return 3 if any(s.reason.is_failure for s in self.skipped) else 0
+        failed = any(s.reason.is_failure for s in self.skipped)
+        return ExitCode.PARTIAL if failed else ExitCode.OK
 
 
 def export_dicom(

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BatchfracError
+from ..exitcodes import ExitCode
 from .send import HTTP_ATTEMPTS, set_attempts
 from .uids import uid_file_name
 
@@ -90,7 +91,7 @@ class PullSummary:
     @property
     def exit_code(self) -> int:
         """0 when every instance found is on disk, else 3."""
-        return 3 if self.failed else 0
+        return ExitCode.PARTIAL if self.failed else ExitCode.OK
 
 
 ClientFactory = Callable[[], Any]

@@ -45,6 +45,9 @@ class RunInfo:
     bundle_path: str | None
     demo: bool
     notice: str | None
+    #: The scan's working directory: report paths given relative to it are resolved
+    #: against it, so an export run from elsewhere still finds the source files.
+    working_directory: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +102,8 @@ def read_scan_results(outdir: Path) -> ScanResults:
     images_by_study: dict[str, list[ImageFinding]] = {}
     for row in image_rows:
         if row["status"] == Status.OK.value and row["study_instance_uid"] is not None:
-            images_by_study.setdefault(row["study_instance_uid"], []).append(_image(row))
+            finding = _image(row, run.working_directory)
+            images_by_study.setdefault(row["study_instance_uid"], []).append(finding)
     studies = []
     for row in study_rows:
         uid = row["study_instance_uid"]
@@ -124,6 +128,11 @@ def _read_run(path: Path) -> RunInfo:
             bundle_path=bundle.get("path") if isinstance(bundle.get("path"), str) else None,
             demo=bool(bundle["demo"]),
             notice=bundle["notice"] if isinstance(bundle.get("notice"), str) else None,
+            working_directory=(
+                Path(doc["working_directory"])
+                if isinstance(doc.get("working_directory"), str)
+                else None
+            ),
         )
     except FileNotFoundError:
         raise ReportError(f"{path} not found: is this a finished scan's output?") from None
@@ -161,9 +170,12 @@ def _read_table(path: Path, columns: Sequence[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _image(row: Mapping[str, Any]) -> ImageFinding:
+def _image(row: Mapping[str, Any], working_directory: Path | None) -> ImageFinding:
+    path = Path(str(row["path"]))
+    if working_directory is not None and not path.is_absolute():
+        path = working_directory / path
     return ImageFinding(
-        path=str(row["path"]),
+        path=str(path),
         sop_instance_uid=row["sop_instance_uid"],
         series_instance_uid=row["series_instance_uid"],
         frame=int(row["frame"] or 0),

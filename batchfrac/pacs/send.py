@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import BatchfracError
+from ..exitcodes import ExitCode
 from .export import ExportedObject
 from .ledger import SendLedger
 
@@ -93,7 +94,7 @@ class SendSummary:
     @property
     def exit_code(self) -> int:
         """0 when nothing was refused, else 3."""
-        return 3 if self.count(SendStatus.REFUSED) else 0
+        return ExitCode.PARTIAL if self.count(SendStatus.REFUSED) else ExitCode.OK
 
 
 def send_objects(

@@ -10,6 +10,7 @@ document: nothing is looked up twice and nothing travels in an untyped dict.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import socket
 import uuid
@@ -42,6 +43,7 @@ class RunInfo:
     host: str
     software_version: str
     python_version: str
+    working_directory: str = ""
 
     @classmethod
     def start(cls) -> RunInfo:
@@ -53,6 +55,7 @@ class RunInfo:
             host=socket.gethostname(),
             software_version=__version__,
             python_version=platform.python_version(),
+            working_directory=os.getcwd(),
         )
 
 
@@ -137,6 +140,7 @@ def run_document(
         "host": info.host,
         "software_version": info.software_version,
         "python_version": info.python_version,
+        "working_directory": info.working_directory,
         "bundle": {
             "id": bundle.id,
             "path": bundle.path,

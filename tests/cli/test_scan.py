@@ -209,3 +209,27 @@ def test_an_unexpected_error_is_one_line_and_exit_1(
     trace = Path(err.rsplit("traceback is in ", 1)[1].rstrip(")\n"))
     assert "ZeroDivisionError" in trace.read_text() and "Traceback" not in err
     trace.unlink()
+
+
+def test_scan_dicom_writes_one_sr_per_study_and_keeps_the_scans_exit_code(
+    tmp_path: Path, archive: Path, loaded: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pydicom
+
+    monkeypatch.chdir(archive.parent)  # the archive as a relative path, as users give it
+    out, dicom = tmp_path / "out", tmp_path / "dicom"
+    result = scan("archive", "--out", out, "--workers", "0", "--dicom", dicom)
+    assert result.exit_code == 3, result.output  # the truncated file, as without --dicom
+    objects = [pydicom.dcmread(p) for p in sorted(dicom.rglob("*.dcm"))]
+    studies = json.loads((out / "run.json").read_text())["counts"]["studies"]
+    srs = [o for o in objects if o.Modality == "SR"]
+    assert len(srs) == studies and studies > 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["working_directory"] == str(archive.parent)
+    # an export from another directory still finds the source headers (relative paths)
+    monkeypatch.chdir(tmp_path)
+    again = runner.invoke(app, ["export", str(out), "--dicom", str(tmp_path / "dicom2")])
+    assert again.exit_code == 0, again.output
+    first = {p.name: p.read_bytes() for p in dicom.rglob("*.dcm")}
+    second = {p.name: p.read_bytes() for p in (tmp_path / "dicom2").rglob("*.dcm")}
+    assert first == second  # the same run exports the same bytes, from anywhere
