@@ -175,7 +175,10 @@ class _Tasks:
 
         future = task.future
         if future.status == "finished":
-            results: list[ImageResult] = future.result()
+            try:  # the rows live on the worker that made them, which may since have frozen
+                results: list[ImageResult] = future.result(timeout=RESULT_FETCH_TIMEOUT_S)
+            except TimeoutError:
+                return self._lost(task)
             future.release()
             return task.paths, results
         # Future.exception(), not .result(): result() re-raises through tornado, which lets
@@ -191,6 +194,23 @@ class _Tasks:
             self.submit(again)
         return paths, results
 
+    def _lost(self, task: _Task) -> tuple[list[str], list[ImageResult]]:
+        """A finished task whose rows cannot be fetched (its worker stopped answering):
+        restart that worker and run the chunk again, as after a worker death."""
+        log.warning("the rows of a finished chunk of %d files could not be fetched in %.0f s; "
+                    "running it again", len(task.paths), RESULT_FETCH_TIMEOUT_S)  # fmt: skip
+        holders: list[str] = []
+        with contextlib.suppress(Exception):
+            holders = list(self.client.who_has(task.future).get(task.future.key, ()))
+        task.future.cancel()
+        if holders:
+            with contextlib.suppress(Exception):
+                self.client.restart_workers(holders, timeout=30)
+        retry, paths, results = after_worker_death(task.paths, set(), self._deaths, self.timeout)
+        for again in retry:
+            self.submit(again)
+        return paths, results
+
     def _give_up(self, task: _Task) -> tuple[list[str], list[ImageResult]]:
         assert self.timeout is not None and task.deadline is not None
         task.future.cancel()
@@ -201,6 +221,9 @@ class _Tasks:
             self.submit(again)
         return paths, results
 
+
+#: Seconds to fetch a finished task's rows from its worker before running the task again.
+RESULT_FETCH_TIMEOUT_S = 60.0
 
 #: Seconds the driver waits beyond a task's per-file timeouts before it gives up on the
 #: task (the worker's own watchdog normally reports a hung file long before).

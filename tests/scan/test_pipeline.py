@@ -265,6 +265,7 @@ def test_a_worker_that_neither_answers_nor_dies_is_given_up_on(
     tmp_path: Path, cluster: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cluster_module, "DEADLINE_GRACE_S", 4.0)
+    monkeypatch.setattr(cluster_module, "RESULT_FETCH_TIMEOUT_S", 5.0)
     files, chunks = text_files_in_pairs(tmp_path, 4, {"f03": "freeze"})
     started = time.monotonic()
     results = [
