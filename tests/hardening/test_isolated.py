@@ -8,6 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
+from pydicom.pixels import get_decoder
+from pydicom.uid import RLELossless
 
 from batchfrac.ingest.entry import IngestConfig, ingest_file
 from tests.hardening.isolated import resident, run_isolated
@@ -30,14 +33,25 @@ def test_an_assertion_comes_back_with_its_message() -> None:
 
 
 def test_a_base_exception_is_reported(tmp_path: Path) -> None:
+    """pylibjpeg-rle called directly (``ingest_file`` itself turns the panic into a row)."""
     path = rle_panic(tmp_path).path
+
+    def decode_with_pylibjpeg_rle() -> None:
+        get_decoder(RLELossless).as_array(dcmread(path), decoding_plugin="pylibjpeg")
+
     with pytest.raises(AssertionError, match="PanicException: index out of bounds"):
-        run_isolated(
-            lambda: ingest_file(path, IngestConfig()),
-            deadline_s=60,
-            max_rss=GB,
-            what="rle",
-        )
+        run_isolated(decode_with_pylibjpeg_rle, deadline_s=60, max_rss=GB, what="rle")
+
+
+def test_ingest_turns_the_same_panic_into_a_row(tmp_path: Path) -> None:
+    path = rle_panic(tmp_path).path
+
+    def check() -> None:
+        (row,) = ingest_file(path, IngestConfig())
+        assert row.reason is not None and row.reason.value == "decode_error", row
+        assert "PanicException: index out of bounds" in row.detail
+
+    run_isolated(check, deadline_s=60, max_rss=GB, what="rle")
 
 
 def test_an_abort_fails_the_check_not_the_run() -> None:
