@@ -127,8 +127,12 @@ def captured(log: FileLog) -> Iterator[FileLog]:
     handler = _ThreadHandler(log)
     loggers = [logging.getLogger(name) for name in CAPTURED_LOGGERS]
     saved = [logger.propagate for logger in loggers]
+    thread, shown_elsewhere = threading.get_ident(), warnings.showwarning
 
     def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if threading.get_ident() != thread:  # another thread's warning: shown as usual
+            shown_elsewhere(message, category, *args, **kwargs)
+            return
         text = str(message)
         log.add(f"{category.__name__}: {text}", key=text, kind="warning")
 

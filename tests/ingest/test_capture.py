@@ -81,10 +81,15 @@ class TestCaptured:
         assert logger.handlers == handlers and logger.propagate == propagate
         assert warnings.showwarning is show
 
-    def test_records_of_other_threads_are_left_out(self) -> None:
+    def test_records_and_warnings_of_other_threads_are_left_out(self) -> None:
         log = FileLog()
+
+        def other() -> None:
+            logging.getLogger("pydicom").warning("x")
+            warnings.warn("y", UserWarning, stacklevel=1)
+
         with captured(log):
-            worker = threading.Thread(target=logging.getLogger("pydicom").warning, args=("x",))
+            worker = threading.Thread(target=other)
             worker.start()
             worker.join()
         assert log.entries() == ()
