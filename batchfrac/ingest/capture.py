@@ -10,10 +10,11 @@ entry stage puts on the file's rows, and the scan driver writes to ``scan.log``.
 Native code writes to file descriptor 2 directly (a Rust codec's panic message):
 :func:`native_stderr` catches that around a codec call, into the same log.
 
-:func:`captured` swaps process-wide state (the warning display hook, the ``pydicom``
-logger's propagation; :func:`native_stderr` the descriptor itself) for its duration,
-so it suits one file at a time per process, as the scan's workers run (one thread
-each); records of other threads are left out.
+Both swap process-wide state while in use (the warning filters and display hook, the
+``pydicom`` logger's propagation; the descriptor), shared by the threads that capture
+at the same time: each thread's messages go to its own file's log, those of other
+threads where they would have gone. Only one thread redirects the descriptor at a
+time; another thread's native output meanwhile lands in that file's log.
 """
 
 from __future__ import annotations
@@ -99,70 +100,123 @@ class FileLog:
         return (*self._entries, "; ".join(notes)) if notes else tuple(self._entries)
 
 
-class _ThreadHandler(logging.Handler):
-    """Adds the records of one thread to a :class:`FileLog`."""
+class _Hooks:
+    """The process-wide hooks of :func:`captured`, installed while any thread captures.
 
-    def __init__(self, log: FileLog) -> None:
+    Warnings and records go to the :class:`FileLog` of the thread that raised them; those
+    of a thread that is not capturing are shown (warnings) or handled by the root
+    logger's handlers (records) as they would have been.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.logs: dict[int, FileLog] = {}
+        self._handler = _DispatchHandler(self.logs)
+        self._warnings: Any = None
+        self._show: Any = None
+        self._propagate: list[bool] = []
+
+    def install(self) -> None:
+        loggers = [logging.getLogger(name) for name in CAPTURED_LOGGERS]
+        self._propagate = [logger.propagate for logger in loggers]
+        for logger in loggers:
+            logger.addHandler(self._handler)
+            logger.propagate = False
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        # Every occurrence, not once per code location: each file's log is its own.
+        warnings.simplefilter("always")
+        self._show, warnings.showwarning = warnings.showwarning, self._dispatch_warning
+
+    def remove(self) -> None:
+        self._warnings.__exit__(None, None, None)
+        loggers = [logging.getLogger(name) for name in CAPTURED_LOGGERS]
+        for logger, propagate in zip(loggers, self._propagate, strict=True):
+            logger.removeHandler(self._handler)
+            logger.propagate = propagate
+
+    def _dispatch_warning(
+        self, message: Any, category: type[Warning], *args: Any, **kwargs: Any
+    ) -> None:
+        log = self.logs.get(threading.get_ident())
+        if log is None:
+            self._show(message, category, *args, **kwargs)
+            return
+        text = str(message)
+        log.add(f"{category.__name__}: {text}", key=text, kind="warning")
+
+
+class _DispatchHandler(logging.Handler):
+    """Adds each record to the :class:`FileLog` of the thread that logged it."""
+
+    def __init__(self, logs: dict[int, FileLog]) -> None:
         super().__init__()
-        self._log = log
-        self._thread = threading.get_ident()
+        self._logs = logs
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.thread != self._thread:
+        log = self._logs.get(record.thread or 0)
+        if log is None:
+            logging.getLogger().handle(record)  # as if it had propagated
             return
         try:
             message = record.getMessage()
             text = f"{record.levelname} {record.name}: {message}"
             if record.exc_info and record.exc_info[1] is not None:
                 text += "\n" + format_traceback(record.exc_info[1])
-            self._log.add(text, key=message, kind="log")
+            log.add(text, key=message, kind="log")
         except Exception:  # noqa: BLE001 - a record that cannot be formatted is dropped
-            self._log.add(f"{record.levelname} {record.name}: (unformattable record)")
+            log.add(f"{record.levelname} {record.name}: (unformattable record)")
+
+
+_hooks = _Hooks()
+_stderr_lock = threading.Lock()
 
 
 @contextmanager
 def captured(log: FileLog) -> Iterator[FileLog]:
-    """Collect warnings and the :data:`CAPTURED_LOGGERS` records into ``log`` meanwhile;
-    nothing of them is shown or propagated to other handlers."""
-    handler = _ThreadHandler(log)
-    loggers = [logging.getLogger(name) for name in CAPTURED_LOGGERS]
-    saved = [logger.propagate for logger in loggers]
-    thread, shown_elsewhere = threading.get_ident(), warnings.showwarning
-
-    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if threading.get_ident() != thread:  # another thread's warning: shown as usual
-            shown_elsewhere(message, category, *args, **kwargs)
-            return
-        text = str(message)
-        log.add(f"{category.__name__}: {text}", key=text, kind="warning")
-
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.propagate = False
+    """Collect the warnings and :data:`CAPTURED_LOGGERS` records of this thread into
+    ``log`` meanwhile; none of them is shown or propagated to other handlers."""
+    thread = threading.get_ident()
+    with _hooks.lock:
+        if not _hooks.logs:
+            _hooks.install()
+        _hooks.logs[thread] = log
     token = _current_log.set(log)
     try:
-        with warnings.catch_warnings():
-            # Every occurrence, not once per code location: each file's log is its own.
-            warnings.simplefilter("always")
-            warnings.showwarning = show
-            yield log
+        yield log
     finally:
         _current_log.reset(token)
-        for logger, propagate in zip(loggers, saved, strict=True):
-            logger.removeHandler(handler)
-            logger.propagate = propagate
+        with _hooks.lock:
+            del _hooks.logs[thread]
+            if not _hooks.logs:
+                _hooks.remove()
 
 
 @contextmanager
 def native_stderr() -> Iterator[None]:
     """Inside :func:`captured`, send what is written to file descriptor 2 meanwhile (a Rust
-    panic message, a C library's complaint) to the file's log instead; elsewhere, nothing.
+    panic message, a C library's complaint) to the file's log instead; elsewhere, or
+    while another thread has it redirected, nothing.
 
     Not for a call that may abort the process: its last words would be lost with it."""
     log = _current_log.get()
-    if log is None:
+    if log is None or not _stderr_lock.acquire(blocking=False):
         yield
         return
+    written: list[str] = []
+    try:
+        with _redirected_stderr(written):
+            yield
+    finally:
+        _stderr_lock.release()
+        if text := "".join(written).strip():
+            log.add(f"stderr: {text}")
+
+
+@contextmanager
+def _redirected_stderr(written: list[str]) -> Iterator[None]:
+    """File descriptor 2 pointed at a temporary file meanwhile; what was written to it
+    (up to :data:`MAX_ENTRY_CHARS` bytes) appended to ``written`` after."""
     _flush_stderr()
     with tempfile.TemporaryFile() as sink:
         saved = os.dup(_STDERR)
@@ -174,9 +228,7 @@ def native_stderr() -> Iterator[None]:
             os.dup2(saved, _STDERR)
             os.close(saved)
             sink.seek(0)
-            text = sink.read(MAX_ENTRY_CHARS).decode("utf-8", "replace").strip()
-            if text:
-                log.add(f"stderr: {text}")
+            written.append(sink.read(MAX_ENTRY_CHARS).decode("utf-8", "replace"))
 
 
 def _flush_stderr() -> None:

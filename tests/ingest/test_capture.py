@@ -81,11 +81,13 @@ class TestCaptured:
         assert logger.handlers == handlers and logger.propagate == propagate
         assert warnings.showwarning is show
 
-    def test_records_and_warnings_of_other_threads_are_left_out(self) -> None:
+    def test_records_of_other_threads_go_where_they_would_have_gone(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
         log = FileLog()
 
         def other() -> None:
-            logging.getLogger("pydicom").warning("x")
+            logging.getLogger("pydicom").warning("from elsewhere")
             warnings.warn("y", UserWarning, stacklevel=1)
 
         with captured(log):
@@ -93,6 +95,31 @@ class TestCaptured:
             worker.start()
             worker.join()
         assert log.entries() == ()
+        assert "from elsewhere" in caplog.text
+
+    def test_threads_capturing_at_once_each_get_their_own(self) -> None:
+        logs = {name: FileLog() for name in ("a", "b")}
+        both_in = threading.Barrier(2)
+        both_done = threading.Barrier(2)
+
+        def ingest(name: str) -> None:
+            with captured(logs[name]):
+                both_in.wait()
+                warnings.warn(f"warning {name}", UserWarning, stacklevel=1)
+                logging.getLogger("pydicom").error("record %s", name)
+                both_done.wait()
+
+        workers = [threading.Thread(target=ingest, args=(name,)) for name in logs]
+        show, propagate = warnings.showwarning, logging.getLogger("pydicom").propagate
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        for name, log in logs.items():
+            expected = (f"UserWarning: warning {name}", f"ERROR pydicom: record {name}")
+            assert log.entries() == expected
+        assert warnings.showwarning is show
+        assert logging.getLogger("pydicom").propagate == propagate
 
 
 class TestNativeStderr:
