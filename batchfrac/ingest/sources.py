@@ -119,6 +119,10 @@ class PixelSource:
                 data = self._reader.read(length)
             except DeflatedStreamError as exc:
                 raise FileRejected(Reason.TRUNCATED, f"frame {index}: {exc}") from exc
+            except InflateLimitExceeded as exc:
+                raise FileRejected(Reason.TOO_LARGE, f"frame {index}: {exc}") from exc
+            except OSError as exc:
+                raise FileRejected(Reason.READ_ERROR, f"frame {index}: {describe(exc)}") from exc
             if len(data) < length:
                 raise FileRejected(Reason.TRUNCATED, f"the file ends inside frame {index}")
             yield data
@@ -138,6 +142,8 @@ class PixelSource:
                 frame = next(frames, None)
             except _FrameTooLarge as exc:
                 raise FileRejected(Reason.TOO_LARGE, f"frame {index}: {exc}") from exc
+            except OSError as exc:
+                raise FileRejected(Reason.READ_ERROR, f"frame {index}: {describe(exc)}") from exc
             except (ValueError, struct.error, EOFError) as exc:
                 detail = f"encapsulated frame {index}: {describe(exc)}"
                 raise FileRejected(Reason.DECODE_ERROR, detail) from exc
