@@ -19,3 +19,13 @@ DEFAULT_LOW_CONFIDENCE = 0.5
 #: Seconds one file may take on a Dask worker (a 2000 x 2500 radiograph takes well under
 #: one); a file still decoding then is taken to hang (``batchfrac scan --timeout``).
 DEFAULT_TIMEOUT_S = 300.0
+
+#: Caps on one file, checked from its header before any pixel data is read (see
+#: ``batchfrac.ingest.decode.DecodePolicy``): pixels of one frame (Rows x Columns x
+#: Samples), frames decoded per file, and the stored bytes of those frames together.
+DEFAULT_MAX_FRAME_PIXELS = 64_000_000
+DEFAULT_MAX_FRAMES = 256
+DEFAULT_MAX_DECODED_BYTES = 1 << 30
+
+#: Rows or Columns under this: too small to score (``too_small``, skipped).
+DEFAULT_MIN_SIDE = 32

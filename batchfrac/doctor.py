@@ -3,8 +3,11 @@
 :func:`survey` walks the archive and reads every header (never pixel data), and
 predicts the status and reason the scan would give each file: ``ok`` for
 candidates it would decode, ``skipped``/``error`` with the same reasons as the
-image report. A candidate whose transfer syntax no installed pixel-data plugin
-can decode is predicted as ``error``/``unsupported_transfer_syntax``.
+image report, the header-only checks of decode included (``too_small``,
+``too_large``). A candidate whose transfer syntax no installed pixel-data plugin
+can decode is predicted as ``error``/``unsupported_transfer_syntax``. A header that
+raises anything unexpected is counted as the scan counts it, ``error``/``read_error``;
+the survey itself never stops on a file.
 :func:`print_report` renders a :class:`DoctorReport` as rich tables.
 """
 
@@ -24,9 +27,12 @@ from . import __version__
 from .defaults import DEFAULT_MODALITIES
 from .enums import Reason, Status
 from .errors import FileRejected
+from .ingest.capture import FATAL, FileLog, captured
+from .ingest.decode import DecodePolicy, check_geometry
 from .ingest.header import check_image, read_header
 from .ingest.plugins import decodable, transfer_syntax_name
 from .ingest.walk import walk
+from .records import DicomHeader
 
 MISSING = "(missing)"
 
@@ -104,24 +110,28 @@ def survey(
     modalities: Collection[str] = DEFAULT_MODALITIES,
     *,
     on_file: Callable[[Path], None] | None = None,
+    policy: DecodePolicy | None = None,
 ) -> DoctorReport:
     """Read every header under ``root`` (streaming) and count what the scan would do.
 
-    ``on_file`` is called once per file after it was examined (progress display).
+    ``on_file`` is called once per file after it was examined (progress display);
+    ``policy``: the decode caps the scan would apply (default :class:`DecodePolicy`).
+    Library warnings and log records are kept off the console.
     """
     report = DoctorReport(archive=str(root), modalities=tuple(m.upper() for m in modalities))
     syntax_files: Counter[str] = Counter()
     syntax_candidates: Counter[str] = Counter()
+    policy = policy or DecodePolicy()
     for path in walk(root):
         report.files += 1
-        try:
-            header = read_header(path)
+        with captured(FileLog()):
+            header, rejected = _examine(path, modalities, policy)
+        if header is not None:
             report.by_modality[header.modality or MISSING] += 1
             syntax_files[header.transfer_syntax_uid or MISSING] += 1
-            check_image(header, modalities)
-        except FileRejected as exc:
-            _count(report, exc.reason)
-        else:
+        if rejected is not None:
+            _count(report, rejected)
+        elif header is not None:
             syntax_candidates[header.transfer_syntax_uid or MISSING] += 1
             report.by_photometric[header.photometric_interpretation or MISSING] += 1
         if on_file is not None:
@@ -136,6 +146,25 @@ def survey(
         else:
             _count(report, Reason.UNSUPPORTED_TRANSFER_SYNTAX, candidates)
     return report
+
+
+def _examine(
+    path: Path, modalities: Collection[str], policy: DecodePolicy
+) -> tuple[DicomHeader | None, Reason | None]:
+    """The header of ``path`` if readable, and the reason the scan would reject the file
+    from its header (``None``: a decode candidate)."""
+    header = None
+    try:
+        header = read_header(path)
+        check_image(header, modalities)
+        check_geometry(header, policy)
+    except FileRejected as exc:
+        return header, exc.reason
+    except FATAL:
+        raise
+    except BaseException:  # noqa: BLE001 - the scan's ingest makes it a read_error row too
+        return header, Reason.READ_ERROR if header is None else Reason.DECODE_ERROR
+    return header, None
 
 
 def _count(report: DoctorReport, reason: Reason, files: int = 1) -> None:

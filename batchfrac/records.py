@@ -53,6 +53,14 @@ class ImageResult:
     ``pixels`` holds the preprocessed model input (H, W, 3) float32 for ``ok`` rows
     and is ``None`` otherwise. ``flags`` are short machine-readable notes
     (e.g. ``no_preamble``) that do not change the status.
+
+    ``log`` carries, for the scan driver to write to ``scan.log``, what ingesting the
+    file produced besides the row: the warnings and ``pydicom`` log records raised
+    while it was read and decoded, and the traceback of an unexpected exception (the
+    row is then an ``error`` whose ``detail`` names it). Each entry is one message,
+    possibly several lines, without the path (the row has it); a file's entries are
+    bounded in number and size (:mod:`batchfrac.ingest.capture`). A multi-frame file's
+    entries are on its first row only, so writing every row's entries writes each once.
     """
 
     file: FileStat
@@ -64,6 +72,7 @@ class ImageResult:
     detail: str = ""
     flags: tuple[str, ...] = ()
     pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    log: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

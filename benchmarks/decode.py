@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, Callable[[Path], object]] = {
                 "pydicom": lambda p: pydicom.dcmread(p).pixel_array,
                 "header": read_header,
-                "decode": lambda p: decode(p, read_header(p)),
+                "decode": lambda p: list(decode(p, read_header(p))),  # frames decode lazily
                 "ingest full": lambda p: ingest_file(p, full_resolution),
                 "ingest": lambda p: ingest_file(p, config),
             }

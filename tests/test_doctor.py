@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
@@ -94,6 +95,34 @@ class TestSurvey:
         assert report.by_status["ok"] == 4
         assert "unsupported_modality" not in report.by_reason
 
+    def test_header_only_decode_checks_are_predicted(self, clean_archive: Path) -> None:
+        write_dataset(make_image_dataset(gradient_image(8, 8), modality="DX"), clean_archive / "t")
+        frames = make_image_dataset(np.zeros((300, 32, 32), np.uint16), modality="DX")
+        write_dataset(frames, clean_archive / "long-cine.dcm")
+        report = survey(clean_archive, ("CR", "DX"))
+        assert report.by_reason["too_small"] == 1 and report.by_reason["too_large"] == 1
+        assert report.by_status["ok"] == 3
+
+    @pytest.mark.parametrize("exc", [RecursionError("deep"), MemoryError(), KeyboardInterrupt])
+    def test_a_header_that_blows_up_is_a_read_error_like_in_the_scan(
+        self, clean_archive: Path, monkeypatch: pytest.MonkeyPatch, exc: BaseException
+    ) -> None:
+        real = doctor_module.read_header
+
+        def read_header(path: Path) -> object:
+            if path.name == "dx_native.dcm":
+                raise exc
+            return real(path)
+
+        monkeypatch.setattr(doctor_module, "read_header", read_header)
+        if exc is KeyboardInterrupt:
+            with pytest.raises(KeyboardInterrupt):
+                survey(clean_archive, ("CR", "DX"))
+            return
+        report = survey(clean_archive, ("CR", "DX"))
+        assert report.files == 7 and report.by_reason["read_error"] == 1
+        assert dict(report.by_status) == {"ok": 2, "skipped": 4, "error": 1}
+
 
 class TestDoctorCommand:
     def test_json_counts_and_exit_zero(self, clean_archive: Path) -> None:
@@ -141,7 +170,7 @@ class TestDoctorCommand:
         assert doc["undecodable_transfer_syntaxes"] == [JPEG2000Lossless]
 
     def test_unknown_syntax_is_named_in_tables(self, clean_archive: Path) -> None:
-        ds = make_image_dataset(gradient_image(8, 8), modality="DX")
+        ds = make_image_dataset(gradient_image(), modality="DX")
         ds.file_meta.TransferSyntaxUID = FAKE_SYNTAX
         ds.save_as(
             clean_archive / "odd.dcm",

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from ..defaults import DEFAULT_MODALITIES, DEFAULT_TIMEOUT_S
+from ..defaults import (
+    DEFAULT_MAX_DECODED_BYTES,
+    DEFAULT_MAX_FRAME_PIXELS,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MODALITIES,
+    DEFAULT_TIMEOUT_S,
+)
 from ..enums import Routing
 from ..exitcodes import ExitCode
 
@@ -39,9 +45,15 @@ def scan(
     modalities: Annotated[str, typer.Option(help="(0008,0060) Modality allow-list.")] = ",".join(
         DEFAULT_MODALITIES
     ),
-    max_pixels: Annotated[
-        int | None, typer.Option(help="Cap on Rows x Columns x Frames x Samples.")
-    ] = None,
+    max_frame_pixels: Annotated[
+        int, typer.Option(help="Cap on one frame's Rows x Columns x Samples (too_large above).")
+    ] = DEFAULT_MAX_FRAME_PIXELS,
+    max_frames: Annotated[
+        int, typer.Option(help="Cap on the frames decoded from one file (too_large above).")
+    ] = DEFAULT_MAX_FRAMES,
+    max_decoded_mb: Annotated[
+        int, typer.Option(help="Cap on one file's decoded pixel data, MiB (too_large above).")
+    ] = DEFAULT_MAX_DECODED_BYTES >> 20,
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No progress: one summary line at most (cron).")
     ] = False,
@@ -125,7 +137,9 @@ def scan(
             scheduler=scheduler,
             routing=routing,
             modalities=tuple(m.strip().upper() for m in modalities.split(",") if m.strip()),
-            max_pixels=max_pixels,
+            max_frame_pixels=max_frame_pixels,
+            max_frames=max_frames,
+            max_decoded_bytes=max_decoded_mb << 20,
             csv=csv,
             timeout=timeout or None,
             retry_errors=retry_errors,

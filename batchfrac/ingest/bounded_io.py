@@ -32,7 +32,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -51,6 +51,7 @@ __all__ = [
     "PixelDataMissing",
     "PixelDataTruncated",
     "PixelDataValue",
+    "count_encapsulated_items",
     "inflate_limited",
     "locate_pixel_data",
     "native_frame_length",
@@ -58,6 +59,9 @@ __all__ = [
     "read_deflated_dataset",
     "read_encapsulated_frame",
     "read_native_frame",
+    "read_file_meta",
+    "read_header_and_locate",
+    "stop_at_pixel_data",
     "surplus_bytes",
 ]
 
@@ -68,6 +72,7 @@ _PIXEL_DATA_TAGS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UN", b"UT"})
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _CHUNK = 1 << 20
+_MAX_ITEMS = 1 << 20  # fragments of one encapsulated value: a walk of at most a second
 
 
 class BoundedReadError(BatchfracError):
@@ -132,12 +137,12 @@ def read_deflated_dataset(path: Path, limit: int, *, stop_before_pixels: bool = 
     that is not in that transfer syntax.
     """
     with open(path, "rb") as fp:
-        meta = _read_meta(fp, force=False)
+        meta = read_file_meta(fp, force=False)
         if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
             syntax = meta.get("TransferSyntaxUID")
             raise ValueError(f"{path} is not deflated (Transfer Syntax UID {syntax})")
         inflated = inflate_limited(fp, limit)
-    stop = _at_pixel_data if stop_before_pixels else None
+    stop = stop_at_pixel_data if stop_before_pixels else None
     ds = read_dataset(inflated, is_implicit_VR=False, is_little_endian=True, stop_when=stop)
     ds.file_meta = meta
     ds.set_original_encoding(False, True)
@@ -166,13 +171,15 @@ class PixelDataValue:
 
     ``offset``: file offset of the value's first byte (for encapsulated data, of the
     Basic Offset Table item); ``length``: the declared value length, ``None`` when
-    undefined (encapsulated, PS3.5 A.4); ``tag``: (7FE0,0010), (7FE0,0008) or (7FE0,0009).
+    undefined (encapsulated, PS3.5 A.4); ``tag``: (7FE0,0010), (7FE0,0008) or (7FE0,0009);
+    ``vr``: the explicit VR (``"OB"``, ``"OW"``...), ``None`` in implicit VR.
     """
 
     offset: int
     length: int | None
     tag: int
     is_little_endian: bool
+    vr: str | None = None
 
     @property
     def encapsulated(self) -> bool:
@@ -186,28 +193,56 @@ def locate_pixel_data(path: Path, *, force: bool = False) -> PixelDataValue:
     :class:`PixelDataTruncated` when the file ends inside that element's header.
     """
     with open(path, "rb") as fp:
-        ds = dcmread(fp, stop_before_pixels=True, defer_size=DEFAULT_DEFER_SIZE, force=force)
-        little = ds.original_encoding[1] is not False
-        endian = "<" if little else ">"
-        position = fp.tell()
-        head = fp.read(12)
+        return read_header_and_locate(fp, force=force)[1]
+
+
+def read_header_and_locate(
+    fp: BinaryIO, *, force: bool = False, defer_size: int = DEFAULT_DEFER_SIZE
+) -> tuple[Dataset, PixelDataValue]:
+    """The header of the (non-deflated) file at ``fp``, position 0, read by ``dcmread``
+    with values over ``defer_size`` deferred, and where its pixel data value lies
+    (see :func:`locate_pixel_data`); ``fp`` is left after the pixel data element header."""
+    ds = dcmread(fp, stop_before_pixels=True, defer_size=defer_size, force=force)
+    little = ds.original_encoding[1] is not False
+    return ds, read_pixel_data_element(fp, little, str(getattr(fp, "name", "the file")))
+
+
+class SeekableReader(Protocol):
+    """What reading an element needs of a file: a real one or an inflating stream."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+    def tell(self) -> int: ...
+
+
+def read_pixel_data_element(fp: SeekableReader, little_endian: bool, name: str) -> PixelDataValue:
+    """Read the pixel data element header at the position of ``fp`` (a file, or an
+    :class:`~batchfrac.ingest.deflated.InflatingReader`), which is left at its value.
+    Implicit or explicit VR is decided from the bytes, as pydicom does."""
+    endian = "<" if little_endian else ">"
+    position = fp.tell()
+    head = fp.read(8)
     if len(head) < 8:
-        raise PixelDataMissing(f"no pixel data element after the header of {path}")
+        raise PixelDataMissing(f"no pixel data element after the header of {name}")
     group, element = struct.unpack(f"{endian}HH", head[:4])
     tag = group << 16 | element
     if tag not in _PIXEL_DATA_TAGS:
-        raise PixelDataMissing(f"the header of {path} is followed by {BaseTag(tag)}, no pixels")
+        raise PixelDataMissing(f"the header of {name} is followed by {BaseTag(tag)}, no pixels")
+    vr = None
     if head[4:6] in _LONG_VRS:  # explicit VR: 2 reserved bytes, 4-byte length
-        if len(head) < 12:
+        tail = fp.read(4)
+        if len(tail) < 4:
             raise PixelDataTruncated("the file ends inside the pixel data element header")
-        header_length, length = 12, struct.unpack(f"{endian}L", head[8:12])[0]
+        header_length, length = 12, struct.unpack(f"{endian}L", tail)[0]
+        vr = head[4:6].decode("ascii")
     else:  # implicit VR: 4-byte length (pixel data VRs are all long in explicit VR)
         header_length, length = 8, struct.unpack(f"{endian}L", head[4:8])[0]
     return PixelDataValue(
         offset=position + header_length,
         length=None if length == _UNDEFINED_LENGTH else length,
         tag=tag,
-        is_little_endian=little,
+        is_little_endian=little_endian,
+        vr=vr,
     )
 
 
@@ -287,12 +322,44 @@ def read_encapsulated_frame(
             raise PixelDataTruncated(f"frame {index}: {exc}") from exc
 
 
+def count_encapsulated_items(fp: BinaryIO, where: PixelDataValue, size: int) -> int:
+    """Walk encapsulated pixel data (PS3.5 A.4) item by item, reading only their 8-byte
+    headers, up to its Sequence Delimitation Item; the number of items (Basic Offset
+    Table included). Raises :class:`PixelDataTruncated` when an item or the file ends
+    before the delimiter, ``ValueError`` for an item that is neither an Item nor the
+    delimiter (a sequence a decoder would misread)."""
+    endian = "<" if where.is_little_endian else ">"
+    position, items = where.offset, 0
+    while True:
+        fp.seek(position)
+        head = fp.read(8)
+        if len(head) < 8:
+            raise PixelDataTruncated(
+                f"the file ends inside the encapsulated pixel data, after {items} items"
+            )
+        group, element, length = struct.unpack(f"{endian}HHL", head)
+        tag = group << 16 | element
+        if tag == 0xFFFEE0DD:
+            return items
+        if tag != 0xFFFEE000 or length == _UNDEFINED_LENGTH:
+            raise ValueError(f"item {items} of the encapsulated pixel data is {BaseTag(tag)}")
+        position += 8 + length
+        if items >= _MAX_ITEMS:
+            raise ValueError(f"encapsulated pixel data of more than {_MAX_ITEMS:,} items")
+        if position > size:
+            raise PixelDataTruncated(
+                f"item {items} of the encapsulated pixel data ends at byte {position:,} "
+                f"of a {size:,}-byte file"
+            )
+        items += 1
+
+
 def _file_meta(path: Path, force: bool) -> FileMetaDataset:
     with open(path, "rb") as fp:
-        return _read_meta(fp, force)
+        return read_file_meta(fp, force=force)
 
 
-def _read_meta(fp: BinaryIO, force: bool) -> FileMetaDataset:
+def read_file_meta(fp: BinaryIO, *, force: bool) -> FileMetaDataset:
     """The File Meta Information group (0002,xxxx), always Explicit VR Little Endian
     (PS3.10 7.1); empty when absent. Leaves ``fp`` at the first data set element."""
     read_preamble(fp, force=force)
@@ -309,5 +376,6 @@ def _past_meta(tag: BaseTag, vr: str | None, length: int) -> bool:
     return tag.group != 0x0002
 
 
-def _at_pixel_data(tag: BaseTag, vr: str | None, length: int) -> bool:
+def stop_at_pixel_data(tag: BaseTag, vr: str | None, length: int) -> bool:
+    """``stop_when`` for pydicom's ``read_dataset``: stop at a pixel data element."""
     return int(tag) in _PIXEL_DATA_TAGS

@@ -1,73 +1,50 @@
 """The **decode** stage: the pixel data of one file -> grey frames ready for preprocessing.
 
-:func:`decode` returns one 2-D float32 image in ``[0, 1]`` per frame, in display
+:func:`decode` yields one 2-D float32 image in ``[0, 1]`` per frame, in display
 orientation (rows top to bottom, columns left to right, as stored: nothing is
-flipped) with bone bright. The display transforms live in :mod:`batchfrac.ingest.display`;
-this module handles the file: the size cap, the transfer syntax and its plugins,
-missing and truncated pixel data, and the multi-frame policy.
+flipped) with bone bright, decoding **one frame at a time** and reading only the bytes
+that frame needs, so memory is bounded by the frame, not by the file. Before anything
+is read, the header's geometry is checked (:func:`check_geometry`): images too small to
+score are ``skipped``/``too_small``, and the per-frame, per-file and decoded-byte caps
+of :class:`DecodePolicy` make an over-large image ``too_large``.
 
-Decoding itself is pydicom's (``Decoder.iter_array``), which runs an installed plugin
-(pylibjpeg, gdcm, pyjpegls, pillow) for the transfer syntax and converts YBR_FULL /
-YBR_FULL_422 to RGB. Where the plugins differ in speed, :data:`PREFERRED_PLUGINS` names
-the fastest measured on radiographs (``benchmarks/decode.py``): CharLS (pyjpegls) for
-JPEG-LS, libjpeg-turbo (:mod:`batchfrac.ingest.ljpeg`) for greyscale lossless JPEG; if it is
-missing or fails, pydicom's own order runs. With ``DecodePolicy.min_long_side`` set,
-greyscale JPEG 2000 frames much larger than that are decoded at a reduced wavelet level
-by :mod:`batchfrac.ingest.j2k` (falling back to pydicom on any failure).
+The parts: :mod:`batchfrac.ingest.sources` reads each frame's bytes (and never the
+surplus after the last declared frame, which is flagged instead);
+:mod:`batchfrac.ingest.frames` checks a compressed frame's stream header and decodes it
+with the plugins of :mod:`batchfrac.ingest.plugins` (fastest first; never one that can
+abort the process while another is installed), or at a reduced JPEG 2000 level with
+``min_long_side`` (:mod:`batchfrac.ingest.j2k`); :mod:`batchfrac.ingest.display` applies
+the display transforms. An image that comes out non-finite is a ``decode_error``.
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from itertools import islice
 from pathlib import Path
+from types import TracebackType
 
 import numpy as np
-from pydicom import dcmread
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import generate_frames
-from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import Decoder
-from pydicom.pixels.utils import get_expected_length
-from pydicom.tag import Tag
-from pydicom.uid import (
-    UID,
-)
+from pydicom.uid import UID
 
-from ..enums import Reason
+from ..defaults import (
+    DEFAULT_MAX_DECODED_BYTES,
+    DEFAULT_MAX_FRAME_PIXELS,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MIN_SIDE,
+)
+from ..enums import ImageFlag, Reason
 from ..errors import FileRejected
 from ..records import DicomHeader
-from . import j2k
 from .display import to_display
-from .plugins import pixel_decoder, preferred_plugin
+from .frames import FrameDecoder
+from .image_pixel import ImagePixel
+from .plugins import pixel_decoder
+from .sources import open_pixel_source
 
-__all__ = ["DecodePolicy", "FramePolicy", "decode"]
-
-# What pydicom and its plugins raise for pixel data they cannot decode (pydicom's
-# own "all plugins failed" RuntimeError lists each plugin's message).
-_DECODER_ERRORS = (ValueError, RuntimeError, NotImplementedError, struct.error)
-# What dcmread raises for a file that turned bad after the header stage read it.
-_READ_ERRORS = (InvalidDicomError, EOFError, struct.error, zlib.error, ValueError)
-# The Image Pixel module attributes decoding cannot do without (PS3.3 C.7.6.3, type 1).
-_REQUIRED = (
-    "SamplesPerPixel",
-    "PhotometricInterpretation",
-    "Rows",
-    "Columns",
-    "BitsAllocated",
-    "BitsStored",
-    "PixelRepresentation",
-)
-# (7FE0,0010) OB with undefined length, explicit VR little endian: the start of
-# encapsulated (compressed) pixel data (PS3.5 A.4).
-_ENCAPSULATED_PIXEL_DATA = (
-    b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff",
-    b"\xe0\x7f\x10\x00OW\x00\x00\xff\xff\xff\xff",
-)
+__all__ = ["DecodePolicy", "DecodedFrames", "FramePolicy", "check_geometry", "decode"]
 
 
 class FramePolicy(str, Enum):
@@ -86,26 +63,35 @@ class FramePolicy(str, Enum):
 class DecodePolicy:
     """Limits and choices for :func:`decode`.
 
-    ``max_pixels`` caps Rows x Columns x decoded frames x Samples per Pixel. It is
-    checked from the header before any pixel data is read, because compressed
-    syntaxes allocate the whole output up front: one hostile or broken header
-    (65535 x 65535 x 1000 frames) must not exhaust a worker's memory. ``frames``
-    is a :class:`FramePolicy` value.
+    The caps are checked from the header before any pixel data is read, because a
+    codec allocates its whole output up front: one hostile or broken header (65535 x
+    65535 x 1000 frames) must not exhaust a worker's memory.
 
-    ``min_long_side``: decoders may return a smaller image whose long side is still
-    at least this many pixels (``None``: always full resolution). Only JPEG 2000 and
-    HTJ2K greyscale frames use it, by dropping wavelet levels (:mod:`batchfrac.ingest.j2k`);
-    every other syntax ignores it. Set it to the size preprocessing shrinks to
-    anyway, so no detail it keeps is lost.
+    - ``max_frame_pixels``: Rows x Columns x Samples per Pixel of one frame;
+    - ``max_frames``: frames decoded from one file (those ``frames`` asks for);
+    - ``max_decoded_bytes``: the stored values of those frames together (Bits
+      Allocated rounded up to whole bytes);
+    - ``min_side``: a Rows or Columns under this is too small to score (``too_small``,
+      skipped): 1 x 1 or 8 x 8 "radiographs" are not images the models can read;
+    - ``frames``: a :class:`FramePolicy` value;
+    - ``min_long_side``: decoders may return a smaller image whose long side is still
+      at least this many pixels (``None``: always full resolution). Only JPEG 2000 and
+      HTJ2K greyscale frames use it, by dropping wavelet levels
+      (:mod:`batchfrac.ingest.j2k`). Set it to the size preprocessing shrinks to
+      anyway, so no detail it keeps is lost.
     """
 
-    max_pixels: int = 64_000_000
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
+    max_frames: int = DEFAULT_MAX_FRAMES
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
+    min_side: int = DEFAULT_MIN_SIDE
     frames: str = FramePolicy.ALL
     min_long_side: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_pixels <= 0:
-            raise ValueError(f"max_pixels must be positive, got {self.max_pixels}")
+        for name in ("max_frame_pixels", "max_frames", "max_decoded_bytes", "min_side"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.min_long_side is not None and self.min_long_side <= 0:
             raise ValueError(f"min_long_side must be positive, got {self.min_long_side}")
         try:
@@ -115,196 +101,152 @@ class DecodePolicy:
             raise ValueError(f"frames must be one of {choices}, got {self.frames!r}") from None
         object.__setattr__(self, "frames", frames)
 
+    def frames_wanted(self, number_of_frames: int) -> int:
+        """How many of a file's frames are decoded."""
+        return number_of_frames if self.frames is FramePolicy.ALL else min(number_of_frames, 1)
 
-def decode(
-    path: Path, header: DicomHeader, policy: DecodePolicy = DecodePolicy()
-) -> list[np.ndarray]:
-    """Decode the pixel data of ``path`` into 2-D float32 images in ``[0, 1]``, bone bright.
 
-    One image per decoded frame (see :class:`FramePolicy`). Per frame, in order:
-    the modality LUT ((0028,3000) *Modality LUT Sequence*, or (0028,1053) *Rescale
-    Slope* / (0028,1052) *Rescale Intercept*); the VOI LUT ((0028,3010) *VOI LUT
-    Sequence*, or the first (0028,1050) *Window Center* / (0028,1051) *Window Width*
-    with (0028,1056) *VOI LUT Function*), or without either the modality output
-    range onto ``[0, 1]``; MONOCHROME1 inverted after VOI; RGB, YBR_FULL,
-    YBR_FULL_422 and PALETTE COLOR reduced to BT.601 luma. See
-    :mod:`batchfrac.ingest.display`.
+def check_geometry(header: DicomHeader, policy: DecodePolicy) -> None:
+    """Reject, from the header alone, an image too small to score or over a cap.
 
-    ``header`` is the file's :func:`batchfrac.ingest.header.read_header` record: its
-    dimensions are checked against ``policy.max_pixels`` before the file is opened.
-    Images are Rows x Columns, except greyscale JPEG 2000 with
-    ``policy.min_long_side`` set, which may come back smaller (see
-    :class:`DecodePolicy`).
-
-    Raises
-    ------
-    FileRejected
-        ``too_large``: over ``policy.max_pixels``; ``unsupported_transfer_syntax``:
-        no installed plugin decodes the syntax (the detail lists each plugin's
-        missing dependency); ``no_pixel_data``: no (7FE0,0010) *Pixel Data*;
-        ``truncated``: less pixel data than the header announces; ``decode_error``:
-        a plugin failed, or the image attributes are missing or inconsistent;
-        ``read_error``: the file cannot be read.
+    Raises ``FileRejected``: ``too_small`` when (0028,0010) *Rows* or (0028,0011)
+    *Columns* is under ``policy.min_side``; ``too_large`` past ``max_frame_pixels``,
+    ``max_frames`` (of (0028,0008) *Number of Frames*, those decoded) or
+    ``max_decoded_bytes`` (with (0028,0101) *Bits Stored* as the sample size; the
+    exact check on *Bits Allocated* follows when the file is opened).
     """
-    frame_count = header.number_of_frames
-    wanted = frame_count if policy.frames is FramePolicy.ALL else 1
-    _check_size(header.rows, header.columns, wanted, header.samples_per_pixel, policy)
+    rows, columns = header.rows, header.columns
+    if rows < policy.min_side or columns < policy.min_side:
+        raise FileRejected(
+            Reason.TOO_SMALL,
+            f"Rows x Columns = {rows} x {columns}: a side under {policy.min_side} pixels "
+            "is too small to score",
+        )
+    sample_bytes = -(-(header.bits_stored or 8) // 8)
+    frames = policy.frames_wanted(header.number_of_frames)
+    _check_caps(rows, columns, header.samples_per_pixel, frames, sample_bytes, policy)
+
+
+def decode(path: Path, header: DicomHeader, policy: DecodePolicy = DecodePolicy()) -> DecodedFrames:
+    """Decode the pixel data of ``path`` into 2-D float32 images in ``[0, 1]``, bone bright,
+    one frame at a time as the result is iterated (see :class:`DecodedFrames`).
+
+    Per frame, in order: the modality LUT ((0028,3000) *Modality LUT Sequence*, or
+    (0028,1053) *Rescale Slope* / (0028,1052) *Rescale Intercept*); the VOI LUT
+    ((0028,3010) *VOI LUT Sequence*, or the first (0028,1050) *Window Center* /
+    (0028,1051) *Window Width* with (0028,1056) *VOI LUT Function*), or without either
+    the modality output range onto ``[0, 1]``; MONOCHROME1 inverted after VOI; RGB,
+    YBR_FULL, YBR_FULL_422 and PALETTE COLOR reduced to BT.601 luma. See
+    :mod:`batchfrac.ingest.display`. Images are Rows x Columns, except greyscale JPEG
+    2000 with ``policy.min_long_side`` set, which may come back smaller.
+
+    ``header`` is the file's :func:`batchfrac.ingest.header.read_header` record. Raised
+    here, before the file is opened: ``FileRejected`` ``too_small`` / ``too_large``
+    (:func:`check_geometry`), ``unsupported_transfer_syntax`` (no installed plugin
+    decodes the syntax; the detail lists each plugin's missing dependency) and
+    ``decode_error`` (no transfer syntax). Raised while iterating: ``no_pixel_data``,
+    ``truncated`` (less pixel data than the header announces), ``too_large`` (an
+    encoded frame larger than its image), ``read_error``, and ``decode_error`` (a
+    plugin failed, an attribute is missing or unusable, the image is not finite).
+    """
+    check_geometry(header, policy)
     if not header.transfer_syntax_uid:
         raise FileRejected(Reason.DECODE_ERROR, "no Transfer Syntax UID and unknown encoding")
-    decoder = _decoder(UID(header.transfer_syntax_uid))  # rejected before reading the file
-    ds = _read_dataset(path, header.has_preamble)
-    _set_transfer_syntax(ds, decoder.UID)
-    _require_pixel_data(ds, path, decoder)
-    _check_image_pixel_module(ds)
-    if decoder.is_native:
-        _check_native_length(ds)
-    if policy.min_long_side is not None:
-        reduced = _reduced_frames(ds, decoder.UID, frame_count, wanted, policy.min_long_side)
-        if reduced is not None:
-            photometric = str(ds.PhotometricInterpretation)
-            return [to_display(arr, ds, photometric) for arr in reduced]
-    indices = None if wanted == frame_count else list(range(wanted))
-    return [to_display(arr, ds, photometric) for arr, photometric in _frames(decoder, ds, indices)]
-
-
-def _check_size(rows: int, columns: int, frames: int, samples: int, policy: DecodePolicy) -> None:
-    pixels = rows * columns * frames * samples
-    if pixels > policy.max_pixels:
-        raise FileRejected(
-            Reason.TOO_LARGE,
-            f"Rows x Columns x Frames x Samples = {rows} x {columns} x {frames} x {samples}"
-            f" = {pixels:,} pixels, over the limit of {policy.max_pixels:,}",
-        )
-
-
-def _decoder(syntax: UID) -> Decoder:
-    """pydicom's decoder for ``syntax`` if an installed plugin can run it."""
-    decoder, detail = pixel_decoder(syntax)
+    decoder, detail = pixel_decoder(header.transfer_syntax_uid)
     if decoder is None:
         raise FileRejected(Reason.UNSUPPORTED_TRANSFER_SYNTAX, detail)
-    return decoder
+    return DecodedFrames(path, header, policy, decoder)
 
 
-def _read_dataset(path: Path, has_preamble: bool) -> Dataset:
-    try:
-        return dcmread(path, force=not has_preamble)
-    except OSError as exc:
-        raise FileRejected(Reason.READ_ERROR, str(exc)) from exc
-    except _READ_ERRORS as exc:
-        raise FileRejected(Reason.DECODE_ERROR, f"unreadable data set: {exc}") from exc
+class DecodedFrames:
+    """The display images of one file's frames, decoded as they are iterated (once).
 
+    ``flags`` holds ``surplus_pixel_data`` once iteration has found native pixel data
+    longer than its frames. Use it as a context manager, or iterate it to the end, so
+    that the file is closed.
+    """
 
-def _set_transfer_syntax(ds: Dataset, syntax: UID) -> None:
-    """Give a file without File Meta Information the syntax its header was read in
-    (``DicomHeader.transfer_syntax_uid``): pydicom's decoders look for it there."""
-    meta = getattr(ds, "file_meta", None)
-    if meta is None:
-        ds.file_meta = meta = FileMetaDataset()
-    if not meta.get("TransferSyntaxUID"):
-        meta.TransferSyntaxUID = syntax
+    def __init__(
+        self, path: Path, header: DicomHeader, policy: DecodePolicy, decoder: Decoder
+    ) -> None:
+        self.flags: tuple[str, ...] = ()
+        self._path, self._header, self._policy, self._decoder = path, header, policy, decoder
+        self._images: Generator[np.ndarray, None, None] | None = None
 
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._images is None:
+            self._images = self._generate()
+        return self._images
 
-def _check_image_pixel_module(ds: Dataset) -> None:
-    missing = [keyword for keyword in _REQUIRED if ds.get(keyword) in (None, "")]
-    if missing:
-        names = ", ".join(f"{Tag(k)} {k}" for k in missing)
-        raise FileRejected(Reason.DECODE_ERROR, f"missing Image Pixel attributes: {names}")
+    def close(self) -> None:
+        """Close the file (an unfinished iteration stops here)."""
+        if self._images is not None:
+            self._images.close()
 
+    def __enter__(self) -> DecodedFrames:
+        return self
 
-def _require_pixel_data(ds: Dataset, path: Path, decoder: Decoder) -> None:
-    if "PixelData" in ds:
-        return
-    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-        raise FileRejected(Reason.DECODE_ERROR, "float pixel data is not supported")
-    if decoder.is_encapsulated and _starts_encapsulated_pixel_data(path):
-        # pydicom drops the data set it was reading (with a warning) when an
-        # undefined-length element runs into the end of the file.
-        raise FileRejected(
-            Reason.TRUNCATED, "the file ends inside the encapsulated (7FE0,0010) Pixel Data"
-        )
-    raise FileRejected(Reason.NO_PIXEL_DATA, "no (7FE0,0010) Pixel Data element")
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
-
-def _check_native_length(ds: Dataset) -> None:
-    expected, actual = get_expected_length(ds, "bytes"), len(ds.PixelData)
-    if actual < expected:
-        raise FileRejected(
-            Reason.TRUNCATED,
-            f"Pixel Data holds {actual} bytes, the image attributes need {expected}",
-        )
-
-
-def _starts_encapsulated_pixel_data(path: Path) -> bool:
-    try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise FileRejected(Reason.READ_ERROR, str(exc)) from exc
-    return any(marker in content for marker in _ENCAPSULATED_PIXEL_DATA)
-
-
-def _frames(
-    decoder: Decoder, ds: Dataset, indices: Sequence[int] | None
-) -> list[tuple[np.ndarray, str]]:
-    """``(stored values, photometric interpretation as decoded)`` per frame: with the
-    preferred plugin if there is one, else (or if it fails) in pydicom's plugin order."""
-    plugin = preferred_plugin(decoder, int(ds.SamplesPerPixel))
-    if plugin:
-        try:
-            return list(_decoded(decoder, ds, indices, plugin))
-        except FileRejected:
-            pass  # pydicom's order below gives the error worth reporting, if any
-    return list(_decoded(decoder, ds, indices, ""))
-
-
-def _decoded(
-    decoder: Decoder, ds: Dataset, indices: Sequence[int] | None, plugin: str
-) -> Iterator[tuple[np.ndarray, str]]:
-    frames = decoder.iter_array(ds, indices=indices, as_rgb=True, decoding_plugin=plugin)
-    while True:
-        try:
-            arr, properties = next(frames)
-        except StopIteration:
-            return
-        except _DECODER_ERRORS as exc:
-            raise FileRejected(
-                Reason.DECODE_ERROR, f"{decoder.UID.name}: {exc}".replace("\n", " ")
-            ) from exc
-        yield arr, str(properties["photometric_interpretation"])
-
-
-def _reduced_frames(
-    ds: Dataset, syntax: UID, frame_count: int, count: int, min_long_side: int
-) -> list[np.ndarray] | None:
-    """The first ``count`` of ``frame_count`` frames' stored values at a reduced JPEG
-    2000 level, or ``None`` when the file does not qualify or any frame fails (then
-    the caller decodes it in full)."""
-    rows, columns = int(ds.Rows), int(ds.Columns)
-    if (
-        -(-max(rows, columns) // 2) < min_long_side  # not even one level can be dropped
-        or not j2k.can_reduce(syntax)
-        or int(ds.SamplesPerPixel) != 1
-        or str(ds.PhotometricInterpretation).strip() not in ("MONOCHROME1", "MONOCHROME2")
-    ):
-        return None
-    offsets = None
-    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
-        offsets = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
-    signed = int(ds.PixelRepresentation) == 1
-    frames = generate_frames(ds.PixelData, number_of_frames=frame_count, extended_offsets=offsets)
-    out = []
-    try:
-        for codestream in islice(frames, count):
-            arr = j2k.decode_reduced(
-                codestream,
-                min_long_side,
-                rows=rows,
-                columns=columns,
-                bits_stored=int(ds.BitsStored),
-                signed=signed,
+    def _generate(self) -> Generator[np.ndarray, None, None]:
+        syntax = UID(self._decoder.UID)
+        with open_pixel_source(self._path, self._header.has_preamble, syntax) as source:
+            pixel = source.pixel
+            wanted = self._policy.frames_wanted(pixel.number_of_frames)
+            _check_caps_exactly(pixel, wanted, self._policy)
+            if source.surplus > 0:
+                self.flags = (ImageFlag.SURPLUS_PIXEL_DATA.value,)
+            decode_frame = FrameDecoder(
+                self._decoder, pixel, source.where.vr, self._policy.min_long_side
             )
-            if arr is None:
-                return None
-            out.append(arr)
-    except (ValueError, struct.error):  # fragments pydicom cannot split into frames
-        return None
-    return out if len(out) == count else None
+            for index, data in enumerate(source.frames(wanted)):
+                stored, photometric = decode_frame(data, index)
+                del data
+                image = to_display(stored, source.dataset, photometric)
+                del stored
+                _require_finite(image, index)
+                yield image
+
+
+def _check_caps_exactly(pixel: ImagePixel, frames: int, policy: DecodePolicy) -> None:
+    """The caps again, on the validated module (Bits Allocated, not Bits Stored)."""
+    sample_bytes = -(-pixel.bits_allocated // 8)
+    _check_caps(pixel.rows, pixel.columns, pixel.samples_per_pixel, frames, sample_bytes, policy)
+
+
+def _check_caps(
+    rows: int, columns: int, samples: int, frames: int, sample_bytes: int, policy: DecodePolicy
+) -> None:
+    frame_pixels = rows * columns * samples
+    if frame_pixels > policy.max_frame_pixels:
+        raise FileRejected(
+            Reason.TOO_LARGE,
+            f"Rows x Columns x Samples per Pixel = {rows} x {columns} x {samples} = "
+            f"{frame_pixels:,} pixels per frame, over the limit of {policy.max_frame_pixels:,}",
+        )
+    if frames > policy.max_frames:
+        raise FileRejected(
+            Reason.TOO_LARGE,
+            f"{frames:,} frames to decode, over the limit of {policy.max_frames:,} per file",
+        )
+    decoded = frame_pixels * frames * sample_bytes
+    if decoded > policy.max_decoded_bytes:
+        raise FileRejected(
+            Reason.TOO_LARGE,
+            f"{frames:,} frames of {frame_pixels:,} {sample_bytes}-byte samples decode to "
+            f"{decoded:,} bytes, over the limit of {policy.max_decoded_bytes:,}",
+        )
+
+
+def _require_finite(image: np.ndarray, index: int) -> None:
+    # One sum is cheaper than an isfinite mask; display output lies in [0, 1], so the
+    # sum is not finite only if some value is NaN or infinite.
+    if not np.isfinite(image.sum()):
+        raise FileRejected(
+            Reason.DECODE_ERROR,
+            f"frame {index}: the display transforms gave non-finite values "
+            "(check (0028,1052-1053) Rescale and (0028,1050-1051) Window)",
+        )

@@ -12,22 +12,29 @@ looking at the image content. Palette colour is expanded with pydicom's
 ``apply_color_lut``.
 
 A malformed attribute that makes an image undisplayable raises
-``FileRejected(decode_error)``; an unusable window (width out of range) is ignored
-with a debug log, as DICOM viewers do, and the output range is used instead.
+``FileRejected(decode_error)`` naming it: a rescale or window value that is not a
+finite number (``NaN``, ``inf``, ``ab.c``), several values where one is required, a
+LUT that is no LUT. A well-formed but unusable window (width out of range for its
+function) is ignored with a debug log, as DICOM viewers do, and the output range is
+used instead.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.errors import BytesLengthException
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut
 
 from ..enums import Reason
 from ..errors import FileRejected
+from .image_pixel import attribute_value, tag_name
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +43,9 @@ LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 _MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 _VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# What converting a malformed LUT Descriptor or LUT Data raises.
+_LUT_ERRORS = (TypeError, ValueError, OverflowError, IndexError, BytesLengthException)
 
 
 class ValueRange(NamedTuple):
@@ -87,18 +97,26 @@ def read_lut(item: Dataset, ds: Dataset) -> LookupTable:
 
     LUT Data read as OW bytes are 16-bit words in the data set's byte order.
     """
-    descriptor_value, data = item.get("LUTDescriptor"), item.get("LUTData")
+    if not isinstance(item, Dataset):
+        raise FileRejected(Reason.DECODE_ERROR, f"LUT item is {type(item).__name__}, no item")
+    descriptor_value = attribute_value(item, "LUTDescriptor")
+    data = attribute_value(item, "LUTData")
     if descriptor_value is None or data is None:
         raise FileRejected(Reason.DECODE_ERROR, "LUT item without LUT Descriptor or LUT Data")
-    descriptor = [int(v) for v in np.atleast_1d(descriptor_value)]
-    if len(descriptor) != 3:
-        raise FileRejected(Reason.DECODE_ERROR, f"LUT Descriptor {descriptor} needs 3 values")
+    try:
+        descriptor = [int(v) for v in np.atleast_1d(descriptor_value)]
+        if isinstance(data, bytes):
+            little_endian = ds.original_encoding[1] is not False
+            values = np.frombuffer(data[: len(data) // 2 * 2], "<u2" if little_endian else ">u2")
+        else:
+            values = np.atleast_1d(np.asarray(data, dtype=np.int64))
+    except _LUT_ERRORS as exc:
+        raise FileRejected(Reason.DECODE_ERROR, f"unreadable LUT: {exc}") from exc
+    if len(descriptor) != 3 or values.ndim != 1 or not len(values):
+        raise FileRejected(
+            Reason.DECODE_ERROR, f"LUT Descriptor {descriptor[:4]} needs 3 values and LUT Data"
+        )
     entries = descriptor[0] or 2**16  # PS3.3 C.11.1.1.1: 0 means 65536
-    if isinstance(data, bytes):
-        little_endian = ds.original_encoding[1] is not False
-        values = np.frombuffer(data, dtype="<u2" if little_endian else ">u2")
-    else:
-        values = np.atleast_1d(np.asarray(data, dtype=np.int64))
     if len(values) < entries:
         raise FileRejected(
             Reason.DECODE_ERROR,
@@ -115,20 +133,29 @@ def modality_lut(arr: np.ndarray, ds: Dataset) -> tuple[np.ndarray, ValueRange]:
     The output range is the LUT's, or the stored range through the rescale.
     Values are float32, except for the identity, which returns ``arr`` itself.
     """
-    if ds.get("ModalityLUTSequence"):
-        lut = read_lut(ds.ModalityLUTSequence[0], ds)
+    if (item := _first_item(ds, "ModalityLUTSequence")) is not None:
+        lut = read_lut(item, ds)
         return lut.apply(arr).astype(np.float32), lut.output_range
     low, high = stored_range(ds)
-    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    slope, intercept = _number(ds, "RescaleSlope", first=False), _number(ds, "RescaleIntercept")
     if slope is None or intercept is None:
         return arr, ValueRange(low, high)  # identity: later steps convert to float32
-    slope, intercept = float(slope), float(intercept)
+    if slope == 0:
+        raise FileRejected(
+            Reason.DECODE_ERROR, "(0028,1053) Rescale Slope 0 maps every pixel to one value"
+        )
+    ends = sorted((low * slope + intercept, high * slope + intercept))
+    if max(abs(ends[0]), abs(ends[1])) > _FLOAT32_MAX:
+        raise FileRejected(
+            Reason.DECODE_ERROR,
+            f"(0028,1053) Rescale Slope {slope} and (0028,1052) Rescale Intercept {intercept} "
+            "take the stored values out of the float32 range",
+        )
     values = arr.astype(np.float32)
     if slope != 1.0:
         values *= slope
     if intercept != 0.0:
         values += intercept
-    ends = sorted((low * slope + intercept, high * slope + intercept))
     return values, ValueRange(ends[0], ends[1])
 
 
@@ -185,12 +212,12 @@ def voi_lut(arr: np.ndarray, ds: Dataset, modality_range: ValueRange) -> np.ndar
     alternatives) with (0028,1056) *VOI LUT Function*, else ``modality_range`` onto
     ``[0, 1]``. A window whose width is invalid for its function is ignored.
     """
-    if ds.get("VOILUTSequence"):
-        lut = read_lut(ds.VOILUTSequence[0], ds)
+    if (item := _first_item(ds, "VOILUTSequence")) is not None:
+        lut = read_lut(item, ds)
         return to_unit(lut.apply(arr), lut.output_range)
-    center, width = _first_value(ds, "WindowCenter"), _first_value(ds, "WindowWidth")
+    center, width = _number(ds, "WindowCenter"), _number(ds, "WindowWidth")
     if center is not None and width is not None:
-        function = str(ds.get("VOILUTFunction") or "LINEAR").strip().upper()
+        function = str(attribute_value(ds, "VOILUTFunction") or "LINEAR").strip().upper()
         if function not in _VOI_FUNCTIONS:
             logger.debug("unknown VOI LUT Function %r, using LINEAR", function)
             function = "LINEAR"
@@ -229,7 +256,7 @@ def palette_to_grey(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     """A PALETTE COLOR frame -> float32 luma via the (0028,1101-1203) palette LUTs."""
     try:
         rgb = apply_color_lut(arr, ds)
-    except ValueError as exc:  # pydicom: missing or inconsistent palette LUTs
+    except (*_LUT_ERRORS, KeyError, AttributeError) as exc:  # missing or inconsistent LUTs
         raise FileRejected(Reason.DECODE_ERROR, f"palette colour LUT: {exc}") from exc
     return colour_to_grey(rgb, float(np.iinfo(rgb.dtype).max))
 
@@ -257,11 +284,44 @@ def to_display(arr: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray:
     )
 
 
-def _first_value(ds: Dataset, keyword: str) -> float | None:
-    """First value of a multi-valued DS attribute (e.g. several windows), or ``None``."""
-    value: Any = ds.get(keyword)
+def _number(ds: Dataset, keyword: str, *, first: bool = True) -> float | None:
+    """A DS attribute as one finite float, ``None`` when absent or empty.
+
+    ``first``: take the first of several values (Window Center/Width list alternatives,
+    the first being the recommended one); otherwise several values are an error
+    (Rescale Slope/Intercept have one). Raises ``FileRejected(decode_error)`` for a
+    value that is not a finite number.
+    """
+    value: Any = attribute_value(ds, keyword)
+    if isinstance(value, (MultiValue, list, tuple)):
+        if len(value) > 1 and not first:
+            shown = "\\".join(str(item) for item in list(value)[:4])
+            raise FileRejected(
+                Reason.DECODE_ERROR,
+                f"{tag_name(keyword)} has {len(value)} values ({shown}), expected 1",
+            )
+        value = value[0] if len(value) else None
     if value is None or value == "":
         return None
-    if not isinstance(value, (int, float, str)):
-        value = value[0] if len(value) else None
-    return None if value is None or value == "" else float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(value)[:40]
+        raise FileRejected(
+            Reason.DECODE_ERROR, f"{tag_name(keyword)} {shown} is not a number"
+        ) from None
+    if not math.isfinite(number):
+        raise FileRejected(Reason.DECODE_ERROR, f"{tag_name(keyword)} {number} is not finite")
+    return number
+
+
+def _first_item(ds: Dataset, keyword: str) -> Any:
+    """The first item of a LUT sequence, ``None`` when absent or empty."""
+    value: Any = attribute_value(ds, keyword)
+    if value is None or value == "":
+        return None
+    if isinstance(value, (bytes, str, int, float)) or not hasattr(value, "__len__"):
+        raise FileRejected(
+            Reason.DECODE_ERROR, f"{tag_name(keyword)} is {type(value).__name__}, no sequence"
+        )
+    return value[0] if len(value) else None

@@ -6,25 +6,30 @@ trusting ``dcmread(force=True)``, which "reads" any file. Legacy files written
 without the 128-byte preamble (a raw data set, or a File Meta group, at offset 0)
 are recognised by a cheap look at their first element and read with
 ``has_preamble=False``.
+
+Memory is bounded by what the header holds, not by the file: values larger than
+:data:`~batchfrac.ingest.bounded_io.DEFAULT_DEFER_SIZE` are skipped (a 300 MB private
+element costs nothing), and a deflated data set is inflated as a stream
+(:mod:`batchfrac.ingest.deflated`). Strings reach the record without control
+characters (NUL included), so every report writer accepts them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import struct
-import zlib
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.uid import (
     UID,
-    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -35,6 +40,14 @@ from ..defaults import DEFAULT_MODALITIES
 from ..enums import Reason
 from ..errors import FileRejected
 from ..records import DicomHeader
+from .bounded_io import (
+    DEFAULT_DEFER_SIZE,
+    DeflatedStreamError,
+    InflateLimitExceeded,
+)
+from .capture import describe
+from .deflated import is_deflated, read_deflated_header
+from .image_pixel import attribute_value, tag_name
 
 _PREAMBLE_LENGTH = 128
 _MAGIC = b"DICM"
@@ -58,7 +71,11 @@ _MALFORMED = (
     TypeError,
     OverflowError,
     NotImplementedError,
+    BytesLengthException,  # a US/FD value whose length is no multiple of 2/8
 )
+# C0 and C1 control characters (NUL included) and DEL: not text a report may carry.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_REPLACEMENT = "\ufffd"
 
 # SOP classes that never hold a radiograph (PS3.4 B.5), as UID prefixes: a prefix
 # ending in "." matches the whole family, one without matches that UID exactly.
@@ -93,7 +110,10 @@ def read_header(path: Path) -> DicomHeader:
         ``dicomdir``: a Media Storage Directory (DICOMDIR);
         ``truncated``: the file ends inside the header, or before the end of the
         value length declared by its pixel data element;
-        ``read_error``: the file cannot be read (``OSError``) or its header is malformed.
+        ``too_large``: a deflated data set inflates past
+        :data:`~batchfrac.ingest.deflated.DEFAULT_INFLATE_LIMIT` before its pixel data;
+        ``read_error``: the file cannot be read (``OSError``), its header is malformed
+        or nested too deeply, or an attribute read here has an unusable value.
     """
     try:
         with open(path, "rb") as fp:
@@ -104,18 +124,23 @@ def read_header(path: Path) -> DicomHeader:
                 raise FileRejected(Reason.NOT_DICOM, "no DICM prefix at offset 128")
             fp.seek(0)
             try:
-                ds = dcmread(fp, stop_before_pixels=True, force=not has_preamble)
-                _check_complete(ds, fp, size)
+                ds = _read_dataset(fp, size, has_preamble)
                 _reject_directory(ds)
                 return _header_from_dataset(ds, has_preamble)
-            except zlib.error as exc:
+            except DeflatedStreamError as exc:
                 raise FileRejected(Reason.TRUNCATED, f"deflated data set: {exc}") from exc
+            except InflateLimitExceeded as exc:
+                raise FileRejected(Reason.TOO_LARGE, str(exc)) from exc
+            except RecursionError as exc:  # pydicom recurses once per nested sequence
+                raise FileRejected(
+                    Reason.READ_ERROR, f"sequences nested too deeply to read ({describe(exc)})"
+                ) from exc
             except _MALFORMED as exc:
                 # Without the magic our guess that this is DICOM was only a guess.
                 reason = Reason.READ_ERROR if has_preamble else Reason.NOT_DICOM
-                raise FileRejected(reason, f"malformed header: {exc}") from exc
+                raise FileRejected(reason, f"malformed header: {describe(exc)}") from exc
     except OSError as exc:
-        raise FileRejected(Reason.READ_ERROR, str(exc)) from exc
+        raise FileRejected(Reason.READ_ERROR, describe(exc)) from exc
 
 
 def check_image(header: DicomHeader, modalities: Collection[str] = DEFAULT_MODALITIES) -> None:
@@ -143,6 +168,16 @@ def check_image(header: DicomHeader, modalities: Collection[str] = DEFAULT_MODAL
             Reason.UNSUPPORTED_MODALITY,
             f"Modality {shown}, expected one of {', '.join(sorted(allowed))}",
         )
+
+
+def _read_dataset(fp: BinaryIO, size: int, has_preamble: bool) -> Dataset:
+    """Everything before the pixel data, values over the defer size left in the file."""
+    if is_deflated(fp, force=not has_preamble):
+        # Inflated only as far as the pixel data; a truncated stream raises on the way.
+        return read_deflated_header(fp, force=not has_preamble)[0]
+    ds = dcmread(fp, stop_before_pixels=True, defer_size=DEFAULT_DEFER_SIZE, force=not has_preamble)
+    _check_complete(ds, fp, size)
+    return ds
 
 
 def _looks_like_raw_dataset(head: bytes, size: int) -> bool:
@@ -173,16 +208,13 @@ def _check_complete(ds: Dataset, fp: BinaryIO, size: int) -> None:
     """Raise ``FileRejected(truncated)`` when the file ends before the header (or the
     pixel data value it announces) does; pydicom itself returns a partial data set.
     """
-    meta = getattr(ds, "file_meta", None) or Dataset()
-    if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
-        return  # inflated in memory; a truncated stream already raised zlib.error
     if len(ds) == 0:
         raise FileRejected(Reason.TRUNCATED, "no data set after the file meta information")
     position = fp.tell()
     if position < size:  # pydicom stopped at the pixel data element
         _check_pixel_data_length(ds, fp, position, size)
         return
-    last = max((ds.get_item(tag) for tag in ds.keys()), key=_value_offset)
+    last = max((ds.get_item(tag, keep_deferred=True) for tag in ds.keys()), key=_value_offset)
     # An undefined-length sequence (a parsed DataElement) has no end we could check cheaply.
     if isinstance(last, RawDataElement) and last.length != _UNDEFINED_LENGTH:
         end = last.value_tell + last.length
@@ -260,27 +292,46 @@ def _inferred_syntax(ds: Dataset) -> str | None:
 
 
 def _text(ds: Dataset, keyword: str) -> str | None:
-    """A string attribute as a plain ``str`` (multiple values joined by ``\\``), or ``None``."""
-    value: Any = ds.get(keyword)
+    """A string attribute as a plain ``str`` (multiple values joined by ``\\``), or ``None``.
+
+    Leading and trailing spaces and NULs (padding) are stripped; any other control
+    character becomes U+FFFD, so that no report writer (CSV on Python 3.10 refuses NUL)
+    and no log line meets one.
+    """
+    value = attribute_value(ds, keyword, Reason.READ_ERROR)
     if value is None:
         return None
     if isinstance(value, MultiValue):
         value = "\\".join(str(item) for item in value)
     text = str(value).strip(" \x00")
-    return text or None
+    return _CONTROL.sub(_REPLACEMENT, text) or None
 
 
 def _integer(ds: Dataset, keyword: str) -> int | None:
-    """An integer attribute (US or IS) as a plain ``int``; ``None`` when missing or invalid."""
-    value: Any = ds.get(keyword)
-    if isinstance(value, MultiValue):
+    """An integer attribute (US or IS) of one value as a plain ``int``; ``None`` when
+    missing or empty. Raises ``FileRejected(read_error)`` for several values or a value
+    that is not an integer: these attributes size the image, a guess would be wrong."""
+    value = attribute_value(ds, keyword, Reason.READ_ERROR)
+    if isinstance(value, (MultiValue, list, tuple)):
+        if len(value) > 1:
+            shown = "\\".join(str(item) for item in list(value)[:4])
+            raise FileRejected(
+                Reason.READ_ERROR,
+                f"{tag_name(keyword)} has {len(value)} values ({shown}), expected 1",
+            )
         value = value[0] if len(value) else None
     if value is None or value == "":
         return None
     try:
+        if isinstance(value, (bytes, bytearray)):
+            raise TypeError("undecoded bytes")
         return int(value)
-    except (TypeError, ValueError):
-        return None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise FileRejected(
+            Reason.READ_ERROR,
+            f"{tag_name(keyword)} {_CONTROL.sub(_REPLACEMENT, repr(value))[:60]}"
+            f" is not an integer ({describe(exc)})",
+        ) from exc
 
 
 def _is_non_image_sop_class(uid: str) -> bool:

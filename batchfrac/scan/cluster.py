@@ -118,8 +118,12 @@ class _Tasks:
     """The chunk tasks in flight on one client: submission, completion, and retries.
 
     The driver never blocks on one task: it waits for the first of them to finish, up to
-    the nearest deadline (``timeout`` per file plus :data:`DEADLINE_GRACE_S`), and reads a
-    failed task's exception with ``Future.exception()`` rather than ``Future.result()``.
+    the nearest deadline, and reads a failed task's exception with ``Future.exception()``
+    rather than ``Future.result()``. A task's deadline (``timeout`` per file plus
+    :data:`DEADLINE_GRACE_S`) starts when a worker starts it, not while it queues behind
+    others. If no task starts or finishes for :data:`STALL_S`, the cluster has no working
+    worker left and the scan stops (:class:`ClusterStalled`; its finished parts are kept).
+    ``--timeout 0`` asks for no limit: then nothing is given up and nothing stalls.
     """
 
     def __init__(self, client: Any, ingest: IngestChunk, config: Any, timeout: float | None):
@@ -130,6 +134,7 @@ class _Tasks:
         self.since = time.time()
         self._tasks: dict[str, _Task] = {}
         self._deaths: dict[str, int] = {}
+        self._progress = time.monotonic()  # when a task last started or finished
 
     @property
     def in_flight(self) -> int:
@@ -140,13 +145,11 @@ class _Tasks:
         """Start one task on ``paths`` (watched by a per-file deadline with a timeout)."""
         if self.timeout is None:
             future = self.client.submit(_guarded, self.ingest, paths, self.config, pure=False)
-            deadline = None
         else:
             future = self.client.submit(
                 watched_ingest, self.ingest, paths, self.config, self.timeout, pure=False
             )
-            deadline = time.monotonic() + self.timeout * len(paths) + DEADLINE_GRACE_S
-        self._tasks[future.key] = _Task(future, paths, deadline)
+        self._tasks[future.key] = _Task(future, paths, None)
 
     def next_finished(self) -> list[tuple[list[str], list[ImageResult]]]:
         """Wait for at least one task to finish (or to pass its deadline) and collect every
@@ -154,21 +157,55 @@ class _Tasks:
         their rows (the rest of the chunk is submitted again), possibly none."""
         from distributed import wait
 
-        deadlines = [t.deadline for t in self._tasks.values() if t.deadline is not None]
-        left = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
         with contextlib.suppress(TimeoutError):  # a deadline passed: handled below
-            wait([t.future for t in self._tasks.values()], timeout=left,
+            wait([t.future for t in self._tasks.values()], timeout=self._wait_s(),
                  return_when="FIRST_COMPLETED")  # fmt: skip
+        self._start_deadlines()
         now = time.monotonic()
         collected = []
         for key, task in list(self._tasks.items()):
             if task.future.done():
                 del self._tasks[key]
+                self._progress = now
                 collected.append(self._collect(task))
             elif task.deadline is not None and now >= task.deadline:
                 del self._tasks[key]
                 collected.append(self._give_up(task))
+        if not collected and self.timeout is not None and now - self._progress > STALL_S:
+            raise ClusterStalled(
+                f"no decoding task started or finished for {STALL_S:.0f} s: the Dask "
+                "cluster has no working worker (finished chunks are kept; run again to resume)"
+            )
         return collected
+
+    def _wait_s(self) -> float | None:
+        """How long to wait for a task to finish: until the nearest deadline, and no longer
+        than :data:`POLL_S` while some task has not started (its deadline is not set yet)."""
+        now = time.monotonic()
+        deadlines = [t.deadline for t in self._tasks.values() if t.deadline is not None]
+        waits = [max(0.0, d - now) for d in deadlines if d != float("inf")]
+        if len(deadlines) < len(self._tasks):
+            waits.append(POLL_S)
+        return min(waits) if waits else None
+
+    def _start_deadlines(self) -> None:
+        """Give each task that a worker has started its deadline (with a timeout)."""
+        waiting = [t for t in self._tasks.values() if t.deadline is None]
+        if not waiting:
+            return
+        try:
+            running = {key for keys in self.client.processing().values() for key in keys}
+        except Exception as exc:  # noqa: BLE001 - the scheduler will answer next time
+            log.debug("cannot ask the scheduler what runs: %s", exc)
+            return
+        now = time.monotonic()
+        for task in waiting:
+            if task.future.key in running:
+                self._progress = now
+                if self.timeout is not None:
+                    task.deadline = now + self.timeout * len(task.paths) + DEADLINE_GRACE_S
+                else:
+                    task.deadline = float("inf")  # started; no limit
 
     def _collect(self, task: _Task) -> tuple[list[str], list[ImageResult]]:
         from distributed.scheduler import KilledWorker
@@ -212,7 +249,7 @@ class _Tasks:
         return paths, results
 
     def _give_up(self, task: _Task) -> tuple[list[str], list[ImageResult]]:
-        assert self.timeout is not None and task.deadline is not None
+        assert self.timeout is not None
         task.future.cancel()
         _restart_worker_of(self.client, task.future.key)
         seconds = self.timeout * len(task.paths) + DEADLINE_GRACE_S
@@ -220,6 +257,18 @@ class _Tasks:
         for again in retry:
             self.submit(again)
         return paths, results
+
+
+#: Seconds between looks at which queued tasks a worker has started.
+POLL_S = 5.0
+
+#: Seconds without any task starting or finishing after which the cluster is declared
+#: stalled (every worker frozen or gone, and none coming back).
+STALL_S = 900.0
+
+
+class ClusterStalled(BatchfracError):
+    """No task of the scan started or finished for :data:`STALL_S` seconds."""
 
 
 #: Seconds to fetch a finished task's rows from its worker before running the task again.

@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..defaults import DEFAULT_LOW_CONFIDENCE, DEFAULT_MODALITIES, DEFAULT_TIMEOUT_S
+from ..defaults import (
+    DEFAULT_LOW_CONFIDENCE,
+    DEFAULT_MAX_DECODED_BYTES,
+    DEFAULT_MAX_FRAME_PIXELS,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MODALITIES,
+    DEFAULT_TIMEOUT_S,
+)
 from ..enums import Routing
 
 
@@ -48,7 +55,9 @@ class ScanConfig:
     scheduler: str | None = None
     routing: Routing = Routing.HARD
     modalities: tuple[str, ...] = DEFAULT_MODALITIES
-    max_pixels: int | None = None
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
+    max_frames: int = DEFAULT_MAX_FRAMES
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
     csv: bool = False
     low_confidence: float = DEFAULT_LOW_CONFIDENCE
     window: int | None = None
@@ -62,7 +71,9 @@ class ScanConfig:
             "--workers must be >= 0": self.workers >= 0,
             "--batch-size must be >= 1": self.batch_size >= 1,
             "--chunk-size must be >= 1": self.chunk_size >= 1,
-            "--max-pixels must be >= 1": self.max_pixels is None or self.max_pixels >= 1,
+            "--max-frame-pixels must be >= 1": self.max_frame_pixels >= 1,
+            "--max-frames must be >= 1": self.max_frames >= 1,
+            "--max-decoded-mb must be >= 1": self.max_decoded_bytes >= 1 << 20,
             "--modalities must name at least one modality": bool(self.modalities),
             "the window must be >= 1": self.window is None or self.window >= 1,
             "low_confidence must be in [0, 1]": 0.0 <= self.low_confidence <= 1.0,

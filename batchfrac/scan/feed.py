@@ -9,6 +9,7 @@ their batch has run.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from ..records import ImageResult, Prediction
 from ..report.rows import ImageRow, image_row
 from .chunks import NullObserver, ScanObserver
 from .inference import BatchPredictor, BatchQueue
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,6 +63,8 @@ class ChunkInference:
         self._chunks[chunk_id] = chunk
         ready: list[tuple[tuple[int, int], Prediction]] = []
         for index, result in enumerate(results):
+            for entry in result.log:  # the file's warnings and tracebacks, for scan.log
+                log.warning("%s: %s", result.file.path, entry)
             if result.status is not Status.OK:
                 continue
             if result.pixels is None:

@@ -224,7 +224,11 @@ def ingest_settings(config: ScanConfig, spec: PreprocessSpec) -> IngestConfig:
     from ..ingest.decode import DecodePolicy
     from ..ingest.entry import IngestConfig
 
-    policy = DecodePolicy(max_pixels=config.max_pixels) if config.max_pixels else DecodePolicy()
+    policy = DecodePolicy(
+        max_frame_pixels=config.max_frame_pixels,
+        max_frames=config.max_frames,
+        max_decoded_bytes=config.max_decoded_bytes,
+    )
     return IngestConfig(modalities=config.modalities, decode=policy, spec=spec)
 
 

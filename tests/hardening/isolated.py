@@ -39,7 +39,10 @@ def resident(pid: int) -> int:
 
 def run_isolated(check: Callable[[], None], *, deadline_s: float, max_rss: int, what: str) -> None:
     """``check()`` in a forked child; raise ``AssertionError`` here when it failed, raised,
-    died, outlived ``deadline_s`` or grew past ``max_rss`` bytes resident."""
+    died, outlived ``deadline_s`` or grew by more than ``max_rss`` bytes resident (growth
+    over what it shared with this process at the fork: a long test run's process is large,
+    and its pages count in the child's resident set too)."""
+    baseline = resident(os.getpid())
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
@@ -55,14 +58,14 @@ def run_isolated(check: Callable[[], None], *, deadline_s: float, max_rss: int, 
         os._exit(code)
     os.close(write_end)
     try:
-        status, killed_for = _wait(pid, deadline_s, max_rss)
+        status, killed_for = _wait(pid, deadline_s, baseline + max_rss)
         message = _read_all(read_end).decode("utf-8", "replace")
     finally:
         os.close(read_end)
     if killed_for == "deadline":
         raise AssertionError(f"{what}: no answer after {deadline_s} s (a hang; child killed)")
     if killed_for == "memory":
-        raise AssertionError(f"{what}: more than {max_rss >> 20} MB resident (child killed)")
+        raise AssertionError(f"{what}: grew by more than {max_rss >> 20} MB (child killed)")
     if os.WIFSIGNALED(status):
         name = signal.Signals(os.WTERMSIG(status)).name
         raise AssertionError(f"{what}: the process died of {name} (a codec crashed it)")

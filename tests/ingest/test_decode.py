@@ -77,7 +77,7 @@ def stored_image(bits: int) -> np.ndarray:
 
 
 def decode_file(path: Path, policy: DecodePolicy | None = None) -> list[np.ndarray]:
-    return decode(path, read_header(path), policy or DecodePolicy())
+    return list(decode(path, read_header(path), policy or DecodePolicy()))
 
 
 def decode_one(path: Path) -> np.ndarray:
@@ -92,7 +92,9 @@ def bundled(name: str) -> Path:
 class TestDecodePolicy:
     def test_defaults(self) -> None:
         policy = DecodePolicy()
-        assert policy.max_pixels == 64_000_000 and policy.frames is FramePolicy.ALL
+        assert policy.max_frame_pixels == 64_000_000 and policy.max_frames == 256
+        assert policy.max_decoded_bytes == 1 << 30 and policy.min_side == 32
+        assert policy.frames is FramePolicy.ALL
 
     def test_frames_string_becomes_the_enum(self) -> None:
         assert DecodePolicy(frames="first").frames is FramePolicy.FIRST
@@ -101,9 +103,12 @@ class TestDecodePolicy:
         with pytest.raises(ValueError, match="frames must be one of all, first"):
             DecodePolicy(frames="middle")
 
-    def test_non_positive_cap_is_rejected(self) -> None:
-        with pytest.raises(ValueError, match="max_pixels"):
-            DecodePolicy(max_pixels=0)
+    @pytest.mark.parametrize(
+        "field", ["max_frame_pixels", "max_frames", "max_decoded_bytes", "min_side"]
+    )
+    def test_non_positive_cap_is_rejected(self, field: str) -> None:
+        with pytest.raises(ValueError, match=field):
+            DecodePolicy(**{field: 0})  # type: ignore[arg-type]
 
     def test_full_resolution_by_default_and_positive_min_long_side(self) -> None:
         assert DecodePolicy().min_long_side is None
@@ -156,7 +161,7 @@ class TestDecodeTransferSyntaxes:
         raw.save_as(tmp_path / "raw.dcm", implicit_vr=True, little_endian=True)
         header = read_header(tmp_path / "raw.dcm")
         assert header.has_preamble is False
-        np.testing.assert_array_equal(decode(tmp_path / "raw.dcm", header)[0], reference)
+        np.testing.assert_array_equal(list(decode(tmp_path / "raw.dcm", header))[0], reference)
 
 
 class TestDecodeColour:
@@ -295,11 +300,11 @@ class TestDecodeRejections:
         def no_read(*args: object, **kwargs: object) -> Dataset:
             pytest.fail("decode read the file although the header was over the cap")
 
-        monkeypatch.setattr(decode_module, "dcmread", no_read)
+        monkeypatch.setattr(decode_module, "open_pixel_source", no_read)
         with pytest.raises(FileRejected) as caught:
-            decode(tmp_path / "gone.dcm", header, DecodePolicy(max_pixels=64 * 48 - 1))
+            decode(tmp_path / "gone.dcm", header, DecodePolicy(max_frame_pixels=64 * 48 - 1))
         assert caught.value.reason is Reason.TOO_LARGE
-        assert "64 x 48 x 1 x 1" in caught.value.detail
+        assert "64 x 48 x 1 = 3,072 pixels per frame" in caught.value.detail
 
     def test_huge_claimed_dimensions_are_rejected_fast_without_allocating(
         self, tmp_path: Path
@@ -320,13 +325,35 @@ class TestDecodeRejections:
         assert caught.value.reason is Reason.TOO_LARGE
         assert elapsed < 1.0 and peak < 1_000_000
 
-    def test_first_frame_policy_caps_only_the_frame_it_decodes(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize(
+        "cap", [{"max_frames": 2}, {"max_decoded_bytes": 2 * SHAPE[0] * SHAPE[1] * 2}]
+    )
+    def test_first_frame_policy_caps_only_the_frame_it_decodes(
+        self, tmp_path: Path, cap: dict[str, int]
+    ) -> None:
         frames = np.stack([stored_image(12)] * 4)
         path = write_dataset(make_image_dataset(frames), tmp_path / "multi.dcm")
-        cap = 2 * SHAPE[0] * SHAPE[1]
-        with pytest.raises(FileRejected):
-            decode_file(path, DecodePolicy(max_pixels=cap))
-        assert len(decode_file(path, DecodePolicy(max_pixels=cap, frames="first"))) == 1
+        with pytest.raises(FileRejected) as caught:
+            decode_file(path, DecodePolicy(**cap))  # type: ignore[arg-type]
+        assert caught.value.reason is Reason.TOO_LARGE
+        assert len(decode_file(path, DecodePolicy(**cap, frames="first"))) == 1  # type: ignore[arg-type]
+
+    def test_each_frame_is_capped_alone_so_a_long_cine_decodes(self, tmp_path: Path) -> None:
+        frames = np.stack([stored_image(12)] * 4)
+        path = write_dataset(make_image_dataset(frames), tmp_path / "multi.dcm")
+        assert len(decode_file(path, DecodePolicy(max_frame_pixels=SHAPE[0] * SHAPE[1]))) == 4
+
+    @pytest.mark.parametrize("shape", [(1, 1), (8, 8), (31, 400), (400, 31)])
+    def test_too_small_to_score_is_skipped_from_the_header(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int]
+    ) -> None:
+        path = write_dataset(make_image_dataset(gradient_image(*shape)), tmp_path / "tiny.dcm")
+        header = read_header(path)
+        monkeypatch.setattr(decode_module, "open_pixel_source", None)
+        with pytest.raises(FileRejected) as caught:
+            decode(path, header)
+        assert caught.value.reason is Reason.TOO_SMALL and caught.value.status.value == "skipped"
+        assert f"{shape[0]} x {shape[1]}" in caught.value.detail
 
     def test_native_pixel_data_shorter_than_announced_is_truncated(self, tmp_path: Path) -> None:
         path = write_dataset(make_image_dataset(stored_image(12)), tmp_path / "cut.dcm")
@@ -335,7 +362,7 @@ class TestDecodeRejections:
         ds.PixelData = ds.PixelData[:-200]
         ds.save_as(path)
         with pytest.raises(FileRejected) as caught:
-            decode(path, header)
+            list(decode(path, header))
         assert caught.value.reason is Reason.TRUNCATED
         assert "need 6144" in caught.value.detail
 
@@ -348,7 +375,7 @@ class TestDecodeRejections:
         header = read_header(path)
         path.write_bytes(path.read_bytes()[:-300])
         with pytest.raises(FileRejected) as caught:
-            decode(path, header)
+            list(decode(path, header))
         assert caught.value.reason is Reason.TRUNCATED
 
     def test_image_without_pixel_data(self, tmp_path: Path) -> None:
@@ -365,12 +392,24 @@ class TestDecodeRejections:
         path = write_encoded(make_image_dataset(stored_image(12)), tmp_path / "bad.dcm", JPEG2000)
         content = bytearray(path.read_bytes())
         start = content.index(b"\xff\x4f\xff\x51")  # J2K codestream: SOC, SIZ
-        content[start + 4 : start + 60] = b"\x00" * 56  # wipe the image size segment
+        content[start + 51 : start + 70] = b"\xff" * 19  # garble the COD segment after SIZ
         path.write_bytes(bytes(content))
         with pytest.raises(FileRejected) as caught:
             decode_file(path)
         assert caught.value.reason is Reason.DECODE_ERROR
         assert "JPEG 2000" in caught.value.detail and "pylibjpeg" in caught.value.detail
+        assert "gdcm" not in caught.value.detail  # it may abort the process on such streams
+
+    def test_stream_header_that_disagrees_is_rejected_before_decoding(self, tmp_path: Path) -> None:
+        path = write_encoded(make_image_dataset(stored_image(12)), tmp_path / "bad.dcm", JPEG2000)
+        content = bytearray(path.read_bytes())
+        start = content.index(b"\xff\x4f\xff\x51")  # J2K codestream: SOC, SIZ
+        content[start + 4 : start + 60] = b"\x00" * 56  # wipe the image size segment
+        path.write_bytes(bytes(content))
+        with pytest.raises(FileRejected) as caught:
+            decode_file(path)
+        assert caught.value.reason is Reason.DECODE_ERROR
+        assert "JPEG 2000" in caught.value.detail and "SIZ" in caught.value.detail
 
     def test_missing_bits_stored_is_a_decode_error(self, tmp_path: Path) -> None:
         ds = make_image_dataset(stored_image(12))
@@ -583,7 +622,22 @@ class TestPreferredPlugins:
     def test_colour_lossless_jpeg_keeps_pydicoms_order(self) -> None:
         decoder = decoders_base.get_decoder(JPEGLosslessSV1)
         assert plugins_module.preferred_plugin(decoder, 3) == ""
-        assert plugins_module.preferred_plugin(decoders_base.get_decoder(RLELossless), 1) == ""
+        assert plugins_module.ljpeg.PLUGIN not in plugins_module.plugin_order(decoder, 3)
+        assert plugins_module.preferred_plugin(decoders_base.get_decoder(JPEG2000), 1) == (
+            "pylibjpeg"
+        )
+
+    @pytest.mark.parametrize("bits", [8, 16])
+    def test_rle_prefers_pylibjpeg_rle_with_the_values_of_pydicoms_own(
+        self, tmp_path: Path, bits: int
+    ) -> None:
+        ds = make_image_dataset(stored_image(bits), bits_stored=bits)
+        path = write_encoded(ds, tmp_path / "rle.dcm", RLELossless)
+        decoder = decoders_base.get_decoder(RLELossless)
+        assert plugins_module.plugin_order(decoder, 1) == ("pylibjpeg",)
+        fast, _ = decoder.as_array(dcmread(path), decoding_plugin="pylibjpeg")
+        own, _ = decoder.as_array(dcmread(path), decoding_plugin="pydicom")
+        np.testing.assert_array_equal(fast, own)
 
     def test_a_failing_fast_plugin_falls_back_to_pydicoms_order(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -10,6 +10,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, apply_windowing
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 
 from batchfrac.enums import Reason
 from batchfrac.errors import FileRejected
@@ -30,6 +31,7 @@ from batchfrac.ingest.display import (
     window_is_valid,
 )
 from tests.factories import gradient_image, make_image_dataset
+from tests.hostile_bytes import set_raw
 
 PALETTE_FILE = "examples_palette.dcm"  # bundled with pydicom: 8-bit PALETTE COLOR, 16-bit LUTs
 MAX_12 = 4095
@@ -298,3 +300,62 @@ class TestToDisplay:
             to_display(np.zeros((2, 2, 3)), grey_dataset(), "YBR_PARTIAL_420")
         assert caught.value.reason is Reason.DECODE_ERROR
         assert "YBR_PARTIAL_420" in caught.value.detail
+
+
+def raw_dataset(**values: tuple[str, bytes]) -> Dataset:
+    """A grey data set with attributes written as raw bytes (what a file may hold)."""
+    ds = grey_dataset()
+    for keyword, (vr, value) in values.items():
+        set_raw(ds, Tag(keyword), vr, value)
+    return ds
+
+
+def decode_error(function: object, *args: object) -> str:
+    with pytest.raises(FileRejected) as caught:
+        function(*args)  # type: ignore[operator]
+    assert caught.value.reason is Reason.DECODE_ERROR
+    return caught.value.detail
+
+
+class TestUnusableDisplayAttributes:
+    @pytest.mark.parametrize("slope", [b"NaN ", b"inf ", b"-inf"])
+    def test_non_finite_rescale_slope(self, slope: bytes) -> None:
+        ds = raw_dataset(RescaleSlope=("DS", slope), RescaleIntercept=("DS", b"0 "))
+        detail = decode_error(modality_lut, ds.pixel_array, ds)
+        assert "(0028,1053) RescaleSlope" in detail and "not finite" in detail
+
+    def test_two_rescale_slopes(self) -> None:
+        ds = raw_dataset(RescaleSlope=("DS", b"1\\2 "), RescaleIntercept=("DS", b"0 "))
+        assert "has 2 values (1\\2), expected 1" in decode_error(modality_lut, ds.pixel_array, ds)
+
+    def test_zero_slope_or_one_past_float32(self) -> None:
+        zero = raw_dataset(RescaleSlope=("DS", b"0 "), RescaleIntercept=("DS", b"0 "))
+        assert "maps every pixel to one value" in decode_error(modality_lut, zero.pixel_array, zero)
+        huge = raw_dataset(RescaleSlope=("DS", b"1e300 "), RescaleIntercept=("DS", b"0 "))
+        assert "float32 range" in decode_error(modality_lut, huge.pixel_array, huge)
+
+    @pytest.mark.parametrize(
+        ("keyword", "value", "expected"),
+        [
+            ("WindowCenter", b"ab.c", "(0028,1050) WindowCenter"),
+            ("WindowWidth", b"inf ", "(0028,1051) WindowWidth inf is not finite"),
+            ("WindowWidth", b"NaN ", "(0028,1051) WindowWidth nan is not finite"),
+        ],
+    )
+    def test_window_that_is_not_a_finite_number(
+        self, keyword: str, value: bytes, expected: str
+    ) -> None:
+        ds = raw_dataset(WindowCenter=("DS", b"2048"), WindowWidth=("DS", b"400 "))
+        set_raw(ds, Tag(keyword), "DS", value)
+        arr = ds.pixel_array.astype(np.float32)
+        assert expected in decode_error(voi_lut, arr, ds, ValueRange(0, MAX_12))
+
+    def test_window_center_of_the_wrong_length(self) -> None:
+        ds = raw_dataset(WindowCenter=("FD", b"\x00\x01"), WindowWidth=("DS", b"400 "))
+        detail = decode_error(voi_lut, ds.pixel_array, ds, ValueRange(0, MAX_12))
+        assert "(0028,1050) WindowCenter: BytesLengthException" in detail
+
+    def test_a_lut_sequence_that_is_no_sequence(self) -> None:
+        ds = raw_dataset(VOILUTSequence=("UL", b"\x01\x00\x00\x00"))
+        detail = decode_error(voi_lut, ds.pixel_array, ds, ValueRange(0, MAX_12))
+        assert "(0028,3010) VOILUTSequence" in detail

@@ -17,11 +17,14 @@ from pydicom.uid import (
 )
 
 from batchfrac.enums import ImageFlag, Reason, Status
+from batchfrac.ingest import capture
+from batchfrac.ingest import entry as entry_module
 from batchfrac.ingest.decode import DecodePolicy
 from batchfrac.ingest.entry import IngestConfig, ingest_chunk, ingest_file
 from batchfrac.ingest.preprocess import PreprocessSpec, preprocess
 from tests.encoders import write_encoded
 from tests.factories import gradient_image, make_image_dataset, write_dataset
+from tests.hostile_bytes import set_raw
 
 SMALL_SPEC = PreprocessSpec(image_size=32, working_size=64)
 CONFIG = IngestConfig(spec=SMALL_SPEC)
@@ -110,7 +113,7 @@ class TestIngestFile:
         assert row.status is Status.OK
 
     def test_image_over_the_pixel_cap_is_an_error_row(self, tmp_path: Path) -> None:
-        config = IngestConfig(decode=DecodePolicy(max_pixels=100), spec=SMALL_SPEC)
+        config = IngestConfig(decode=DecodePolicy(max_frame_pixels=100), spec=SMALL_SPEC)
         (row,) = ingest_file(write_image(tmp_path / "big.dcm"), config)
         assert (row.status, row.reason) == (Status.ERROR, Reason.TOO_LARGE)
         assert row.header is not None and "over the limit of 100" in row.detail
@@ -138,7 +141,7 @@ class TestIngestFile:
         assert row.status is Status.OK and row.flags == ("no_preamble",)
 
     def test_colour_image_is_flagged(self, tmp_path: Path) -> None:
-        rgb = np.zeros((16, 12, 3), dtype=np.uint8)
+        rgb = np.zeros((64, 48, 3), dtype=np.uint8)
         path = write_dataset(
             make_image_dataset(rgb, photometric="RGB", bits_stored=8), tmp_path / "c.dcm"
         )
@@ -233,3 +236,90 @@ class TestIngestChunk:
 
     def test_empty_chunk(self) -> None:
         assert ingest_chunk([], CONFIG) == []
+
+
+class PanicLike(BaseException):
+    """What pyo3 raises for a Rust panic: a BaseException, past every ``except Exception``."""
+
+
+class TestIngestNeverRaises:
+    @pytest.mark.parametrize(
+        "exc", [PanicLike("index out of bounds"), RecursionError("too deep"), MemoryError()]
+    )
+    def test_anything_raised_while_decoding_is_one_decode_error_row(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: BaseException
+    ) -> None:
+        def broken(*args: object) -> None:
+            raise exc
+
+        monkeypatch.setattr(entry_module, "decode", broken)
+        (row,) = ingest_file(write_image(tmp_path / "a.dcm"), CONFIG)
+        assert (row.status, row.reason) == (Status.ERROR, Reason.DECODE_ERROR)
+        assert row.detail == capture.describe(exc) and row.header is not None
+        assert len(row.log) == 1 and "in broken" in row.log[0]
+
+    def test_anything_raised_before_the_header_is_one_read_error_row(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def broken(path: Path) -> None:
+            raise PanicLike("header parser panicked")
+
+        monkeypatch.setattr(entry_module, "read_header", broken)
+        (row,) = ingest_file(write_image(tmp_path / "a.dcm"), CONFIG)
+        assert (row.status, row.reason) == (Status.ERROR, Reason.READ_ERROR)
+        assert row.detail == "PanicLike: header parser panicked" and row.header is None
+        assert row.file.size > 0
+
+    @pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit])
+    def test_the_user_can_still_stop_it(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: type[BaseException]
+    ) -> None:
+        def stop(*args: object) -> None:
+            raise exc
+
+        monkeypatch.setattr(entry_module, "decode", stop)
+        with pytest.raises(exc):
+            ingest_file(write_image(tmp_path / "a.dcm"), CONFIG)
+
+    def test_library_warnings_go_to_the_first_rows_log_not_stderr(
+        self, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        ds = make_image_dataset(np.stack([gradient_image(64, 48)] * 2))
+        set_raw(ds, 0x00080018, "UI", b"1.2.3.abc")  # SOP Instance UID: pydicom warns
+        rows = ingest_file(write_dataset(ds, tmp_path / "warns.dcm"), CONFIG)
+        assert [row.status for row in rows] == [Status.OK, Status.OK]
+        (entry,) = rows[0].log  # pydicom both logs and warns it: kept once
+        assert "Invalid value for VR UI: '1.2.3.abc'" in entry
+        assert rows[1].log == ()
+        assert "Invalid value" not in capfd.readouterr().err
+
+    def test_a_frame_that_fails_makes_the_whole_file_one_row(self, tmp_path: Path) -> None:
+        frames = np.stack([gradient_image(64, 48)] * 3)
+        ds = make_image_dataset(frames)
+        path = write_encoded(ds, tmp_path / "multi.dcm", JPEG2000Lossless)
+        data = bytearray(path.read_bytes())
+        last = data.rindex(b"\xff\x4f\xff\x51")  # the last frame's SOC and SIZ
+        data[last + 4 : last + 40] = b"\x00" * 36
+        path.write_bytes(bytes(data))
+        (row,) = ingest_file(path, CONFIG)
+        assert (row.status, row.reason) == (Status.ERROR, Reason.DECODE_ERROR)
+        assert "frame 2" in row.detail
+
+    def test_too_small_images_are_skipped(self, tmp_path: Path) -> None:
+        path = write_dataset(make_image_dataset(gradient_image(8, 8)), tmp_path / "tiny.dcm")
+        (row,) = ingest_file(path, CONFIG)
+        assert (row.status, row.reason) == (Status.SKIPPED, Reason.TOO_SMALL)
+
+    def test_surplus_pixel_data_is_flagged_not_framed(self, tmp_path: Path) -> None:
+        ds = make_image_dataset(gradient_image(64, 48))
+        ds.PixelData = ds.PixelData * 5
+        path = write_dataset(ds, tmp_path / "surplus.dcm")
+        (row,) = ingest_file(path, CONFIG)
+        assert row.status is Status.OK and row.flags == ("surplus_pixel_data",)
+
+    def test_decode_time_is_shared_between_frames(self, tmp_path: Path) -> None:
+        frames = np.stack([gradient_image(64, 48)] * 3)
+        path = write_dataset(make_image_dataset(frames), tmp_path / "multi.dcm")
+        rows = ingest_file(path, CONFIG)
+        assert [row.frame for row in rows] == [0, 1, 2]
+        assert all(row.decode_ms > 0 for row in rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 from pydicom.uid import (
     ComprehensiveSRStorage,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -22,8 +25,11 @@ from pydicom.uid import (
 from batchfrac.defaults import DEFAULT_MODALITIES
 from batchfrac.enums import Reason
 from batchfrac.errors import FileRejected
+from batchfrac.ingest import deflated
+from batchfrac.ingest import header as header_module
 from batchfrac.ingest.header import check_image, read_header
 from batchfrac.records import DicomHeader
+from tests import hostile_bombs
 from tests.factories import (
     gradient_image,
     make_dataset,
@@ -31,6 +37,8 @@ from tests.factories import (
     make_image_dataset,
     write_dataset,
 )
+from tests.hostile import nested_sequence_bomb
+from tests.hostile_bytes import set_raw
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
 DS_STORE = b"\x00\x00\x00\x01Bud1" + bytes(200)
@@ -261,3 +269,85 @@ class TestCheckImage:
         with pytest.raises(FileRejected) as info:
             check_image(make_header(modality=None))
         assert info.value.reason is Reason.UNSUPPORTED_MODALITY
+
+
+def _with_raw(tmp_path: Path, values: dict[int, tuple[str, bytes]]) -> Path:
+    ds = make_image_dataset(gradient_image(64, 48), BodyPartExamined="HAND")
+    for tag, (vr, value) in values.items():
+        set_raw(ds, tag, vr, value)
+    return write_dataset(ds, tmp_path / "raw.dcm")
+
+
+class TestReadHeaderHostile:
+    def test_deeply_nested_sequences_are_a_read_error(self, tmp_path: Path) -> None:
+        rejection = _rejection(nested_sequence_bomb(tmp_path).path)
+        assert rejection.reason is Reason.READ_ERROR
+        assert "nested too deeply" in rejection.detail and "RecursionError" in rejection.detail
+
+    def test_an_integer_of_the_wrong_length_is_a_read_error_naming_it(self, tmp_path: Path) -> None:
+        path = write_dataset(make_image_dataset(gradient_image(64, 48)), tmp_path / "a.dcm")
+        rows = b"\x28\x00\x10\x00US\x02\x00\x40\x00"  # (0028,0010) Rows US 64
+        data = path.read_bytes()
+        assert data.count(rows) == 1
+        path.write_bytes(data.replace(rows, b"\x28\x00\x10\x00US\x01\x00\x40"))
+        rejection = _rejection(path)
+        assert rejection.reason is Reason.READ_ERROR
+        assert "(0028,0010) Rows: BytesLengthException" in rejection.detail
+
+    @pytest.mark.parametrize(
+        ("values", "expected"),
+        [
+            ({0x00280002: ("US", b"\x01\x00\x03\x00")}, "SamplesPerPixel has 2 values (1\\3)"),
+            ({0x00280008: ("IS", b"ab")}, "(0028,0008) NumberOfFrames"),
+        ],
+    )
+    def test_unusable_image_size_attributes_are_read_errors_naming_them(
+        self, tmp_path: Path, values: dict[int, tuple[str, bytes]], expected: str
+    ) -> None:
+        rejection = _rejection(_with_raw(tmp_path, values))
+        assert rejection.reason is Reason.READ_ERROR and expected in rejection.detail
+
+    def test_control_characters_never_reach_the_record(self, tmp_path: Path) -> None:
+        path = _with_raw(
+            tmp_path,
+            {
+                0x00100020: ("LO", b"TEST\x000001 "),
+                0x00080050: ("SH", b"ACC\x1b\x7f1\x00"),
+            },
+        )
+        header = read_header(path)
+        assert header.patient_id == "TEST\ufffd0001"
+        assert header.accession_number == "ACC\ufffd\ufffd1"
+
+    def test_a_large_private_element_is_never_read(self, tmp_path: Path) -> None:
+        case = hostile_bombs.huge_private_element(tmp_path, size=256 << 20)
+        tracemalloc.start()
+        try:
+            header = read_header(case.path)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert header.rows == 64 and peak < 8 << 20
+
+    def test_a_deflated_data_set_is_inflated_as_a_stream(self, tmp_path: Path) -> None:
+        case = hostile_bombs.deflate_bomb(tmp_path, size=128 << 20)
+        tracemalloc.start()
+        try:
+            header = read_header(case.path)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert header.rows == 64 and header.transfer_syntax_uid == DeflatedExplicitVRLittleEndian
+        assert peak < 8 << 20
+
+    def test_a_deflated_data_set_past_the_inflate_limit_is_too_large(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        case = hostile_bombs.deflate_bomb(tmp_path, size=8 << 20)
+        monkeypatch.setattr(
+            header_module,
+            "read_deflated_header",
+            functools.partial(deflated.read_deflated_header, limit=4 << 20),
+        )
+        rejection = _rejection(case.path)
+        assert rejection.reason is Reason.TOO_LARGE and "4,194,304" in rejection.detail

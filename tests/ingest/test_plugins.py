@@ -6,14 +6,50 @@ from types import SimpleNamespace
 
 import pytest
 from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
     UID,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGLSLossless,
     RLELossless,
 )
 
 import batchfrac.ingest.plugins as plugins_module
-from batchfrac.ingest.plugins import decodable, transfer_syntax_name
+from batchfrac.ingest.plugins import decodable, plugin_order, transfer_syntax_name
+
+
+def fake_decoder(uid: str, plugins: tuple[str, ...]) -> SimpleNamespace:
+    return SimpleNamespace(UID=UID(uid), is_native=False, available_plugins=plugins)
+
+
+class TestPluginOrder:
+    @pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEG2000, HTJ2K])
+    def test_gdcm_never_decodes_jpeg_2000_while_another_plugin_is_installed(
+        self, syntax: str
+    ) -> None:
+        decoder = fake_decoder(syntax, ("gdcm", "pillow", "pylibjpeg"))
+        assert plugin_order(decoder, 1) == ("pylibjpeg", "pillow")  # type: ignore[arg-type]
+        only_pillow = fake_decoder(syntax, ("gdcm", "pillow"))
+        assert plugin_order(only_pillow, 1) == ("pillow",)  # type: ignore[arg-type]
+
+    def test_gdcm_is_the_last_resort_for_jpeg_2000(self) -> None:
+        decoder = fake_decoder(JPEG2000Lossless, ("gdcm",))
+        assert plugin_order(decoder, 1) == ("gdcm",)  # type: ignore[arg-type]
+
+    def test_pydicoms_rle_decoder_only_without_pylibjpeg_rle(self) -> None:
+        both = fake_decoder(RLELossless, ("pydicom", "pylibjpeg"))
+        assert plugin_order(both, 1) == ("pylibjpeg",)  # type: ignore[arg-type]
+        own = fake_decoder(RLELossless, ("pydicom",))
+        assert plugin_order(own, 1) == ("pydicom",)  # type: ignore[arg-type]
+
+    def test_preferred_first_then_pydicoms_order(self) -> None:
+        decoder = fake_decoder(JPEGLSLossless, ("gdcm", "pyjpegls", "pylibjpeg"))
+        assert plugin_order(decoder, 1) == ("pyjpegls", "gdcm", "pylibjpeg")  # type: ignore[arg-type]
+
+    def test_native_syntaxes_need_no_plugin(self) -> None:
+        native = SimpleNamespace(UID=UID(ExplicitVRLittleEndian), is_native=True)
+        assert plugin_order(native, 1) == ()  # type: ignore[arg-type]
 
 
 class TestTransferSyntaxName:

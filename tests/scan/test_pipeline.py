@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -16,6 +17,7 @@ import pytest
 import batchfrac.scan.cluster as cluster_module
 from batchfrac.enums import Reason, Status
 from batchfrac.errors import BundleError
+from batchfrac.records import ImageResult
 from batchfrac.report.rows import ImageRow
 from batchfrac.scan.chunks import EmptyArchive
 from batchfrac.scan.cluster import LOCAL_CLUSTER_CONFIG, WORKER_MALLOC_ENVIRON, dask_ingest
@@ -276,7 +278,7 @@ def test_a_worker_that_neither_answers_nor_dies_is_given_up_on(
             failing_ingest,
             workers=2,
             window=2,
-            timeout=30.0,
+            timeout=5.0,
             scheduler=cluster.scheduler_address,  # type: ignore[attr-defined]
         )  # fmt: skip
         for result in chunk
@@ -346,3 +348,65 @@ def test_local_cluster_workers_reuse_freed_image_buffers(
     settings = dict(item.split("=") for item in (results[0].detail or "").split(","))
     assert settings == {**WORKER_MALLOC_ENVIRON, "OMP_NUM_THREADS": "1"}  # Dask's own kept
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # this process's env restored
+
+
+def test_a_files_warnings_and_traceback_go_to_scan_log_not_the_terminal(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "odd").write_text("0.4")
+
+    def noisy(paths: list[str], config: object) -> list[ImageResult]:
+        return [
+            dataclasses.replace(r, log=("UserWarning: Invalid value for VR UI", "Traceback: x"))
+            for r in text_ingest(paths, config)
+        ]
+
+    config = ScanConfig(archive, tmp_path / "out", Path("unused"), workers=0)
+    run_scan(config, bundle=FakeBundle(), ingest=noisy)
+    text = (tmp_path / "out" / "scan.log").read_text()
+    assert f"{archive / 'odd'}: UserWarning: Invalid value for VR UI" in text
+    assert "Traceback: x" in text
+    captured = capfd.readouterr()
+    assert "Invalid value" not in captured.out + captured.err
+
+
+class _NeverStarts:
+    """A Dask future whose task no worker ever takes."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def done(self) -> bool:
+        return False
+
+
+class _ClusterWithoutWorkers:
+    def __init__(self) -> None:
+        self.submitted = 0
+
+    def submit(self, *args: object, **kwargs: object) -> _NeverStarts:
+        self.submitted += 1
+        return _NeverStarts(f"task-{self.submitted}")
+
+    def processing(self) -> dict[str, list[str]]:
+        return {}
+
+
+def test_a_cluster_where_nothing_ever_starts_stops_the_scan_instead_of_waiting_forever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import distributed
+
+    monkeypatch.setattr(cluster_module, "STALL_S", 0.5)
+    monkeypatch.setattr(cluster_module, "POLL_S", 0.05)
+    monkeypatch.setattr(distributed, "wait", lambda futures, timeout, return_when: time.sleep(
+        min(timeout or 0.05, 0.05)))  # fmt: skip
+    tasks = cluster_module._Tasks(_ClusterWithoutWorkers(), text_ingest, None, timeout=60.0)
+    tasks.submit(["a", "b"])
+    started = time.monotonic()
+    with pytest.raises(cluster_module.ClusterStalled, match="no working worker"):
+        while True:
+            assert tasks.next_finished() == []
+    assert time.monotonic() - started < 10

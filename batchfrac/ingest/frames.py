@@ -1,0 +1,141 @@
+"""Decoding one frame's bytes into its stored values, safely and with the fastest plugin.
+
+:class:`FrameDecoder` takes the bytes :mod:`batchfrac.ingest.sources` read for one frame
+and returns its stored values (pydicom's ``Decoder.as_array`` on a one-frame buffer, so
+YBR_FULL / YBR_FULL_422 come back as RGB) and the photometric interpretation they are
+in. Before a compressed frame is decoded, its own stream header is compared with Rows x
+Columns (:func:`batchfrac.ingest.codec_headers.check_frame`), because a codec allocates
+what its stream declares: a larger stream is ``too_large``, another one ``decode_error``.
+Then the plugins of :func:`batchfrac.ingest.plugins.plugin_order` are tried in turn; a
+plugin's failure of any kind, a Rust codec's ``PanicException`` (a ``BaseException``)
+included, only moves on to the next, and when all fail the frame is a ``decode_error``
+naming each plugin's reason. With ``min_long_side`` set, greyscale JPEG 2000 frames are
+first tried at a reduced wavelet level (:mod:`batchfrac.ingest.j2k`).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.encaps import encapsulate
+from pydicom.pixels.decoders.base import Decoder
+
+from ..enums import Reason
+from ..errors import FileRejected
+from . import j2k
+from .capture import FATAL, describe, native_stderr
+from .codec_headers import StreamHeaderError, StreamMismatch, check_frame
+from .image_pixel import ImagePixel
+from .plugins import plugin_order
+
+__all__ = ["FrameDecoder"]
+
+logger = logging.getLogger(__name__)
+
+_MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+# Plugins whose stderr is left alone: if one aborts the process, its message must be seen.
+_MAY_ABORT = frozenset({"gdcm"})
+_PLUGIN_REASON_CHARS = 300
+# pydicom's RuntimeError when the plugins it was given all failed (here: the one asked for).
+_ALL_PLUGINS_FAILED = "Unable to decode as exceptions were raised by all available plugins:"
+
+
+@dataclass(frozen=True)
+class FrameDecoder:
+    """Decodes the frames of one file: its ``decoder`` (transfer syntax), validated
+    ``pixel`` module, pixel data VR (``pixel_vr``, for big endian OW) and reduction."""
+
+    decoder: Decoder
+    pixel: ImagePixel
+    pixel_vr: str | None = None
+    min_long_side: int | None = None
+
+    def __call__(self, data: bytes, index: int) -> tuple[np.ndarray, str]:
+        """Stored values of frame ``index`` from its bytes, and their photometric
+        interpretation; raises ``FileRejected`` (``too_large``, ``decode_error``)."""
+        if self.decoder.is_native:
+            return self._decoded(data, index)
+        self._check_stream(data, index)
+        reduced = self._reduced(data)
+        if reduced is not None:
+            return reduced, self.pixel.photometric_interpretation
+        return self._decoded(encapsulate([data]), index)
+
+    @property
+    def plugins(self) -> tuple[str, ...]:
+        """The plugins tried, in order (``("",)``: pydicom's native decoding)."""
+        return plugin_order(self.decoder, self.pixel.samples_per_pixel) or ("",)
+
+    def _check_stream(self, data: bytes, index: int) -> None:
+        pixel = self.pixel
+        try:
+            check_frame(
+                data,
+                self.decoder.UID,
+                pixel.rows,
+                pixel.columns,
+                pixel.samples_per_pixel,
+                pixel.bits_allocated,
+            )
+        except StreamMismatch as exc:
+            reason = Reason.TOO_LARGE if exc.larger else Reason.DECODE_ERROR
+            raise FileRejected(reason, f"{self.decoder.UID.name}: frame {index}: {exc}") from exc
+        except StreamHeaderError as exc:
+            detail = f"{self.decoder.UID.name}: frame {index}: {exc}"
+            raise FileRejected(Reason.DECODE_ERROR, detail) from exc
+
+    def _reduced(self, data: bytes) -> np.ndarray | None:
+        """The frame at a reduced JPEG 2000 level, or ``None`` (then decode it in full)."""
+        pixel, min_long_side = self.pixel, self.min_long_side
+        if (
+            min_long_side is None
+            or -(-max(pixel.rows, pixel.columns) // 2) < min_long_side  # no level to drop
+            or not j2k.can_reduce(self.decoder.UID)
+            or pixel.samples_per_pixel != 1
+            or pixel.photometric_interpretation not in _MONOCHROME
+        ):
+            return None
+        try:
+            return j2k.decode_reduced(
+                data,
+                min_long_side,
+                rows=pixel.rows,
+                columns=pixel.columns,
+                bits_stored=pixel.bits_stored,
+                signed=pixel.pixel_representation == 1,
+            )
+        except Exception as exc:  # noqa: BLE001 - the full decode gives the error worth reporting
+            logger.debug("reduced JPEG 2000 decode failed, decoding in full: %s", exc)
+            return None
+
+    def _decoded(self, buffer: bytes, index: int) -> tuple[np.ndarray, str]:
+        options = {**self.pixel.options(self.decoder.UID, self.pixel_vr), "as_rgb": True}
+        failures = []
+        for plugin in self.plugins:
+            quiet = native_stderr() if plugin not in _MAY_ABORT else nullcontext()
+            try:
+                with quiet:
+                    arr, properties = self.decoder.as_array(
+                        buffer, decoding_plugin=plugin, **options
+                    )
+                return arr, str(properties["photometric_interpretation"])
+            except FATAL:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - PanicException is a BaseException
+                failures.append(_failure(plugin, exc))
+        raise FileRejected(
+            Reason.DECODE_ERROR, f"{self.decoder.UID.name}: frame {index}: {'; '.join(failures)}"
+        )
+
+
+def _failure(plugin: str, exc: BaseException) -> str:
+    """``"plugin: Type: message"``, without pydicom's wrapper around a single plugin's error."""
+    name = plugin or "pydicom"
+    text = describe(exc, 2 * _PLUGIN_REASON_CHARS)
+    wrapper = f"RuntimeError: {_ALL_PLUGINS_FAILED} {name}: "
+    if text.startswith(wrapper):
+        text = text[len(wrapper) :]
+    return f"{name}: {text[:_PLUGIN_REASON_CHARS]}"
