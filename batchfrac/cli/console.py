@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from ..atomic import open_report_log
+
 
 @contextlib.contextmanager
 def native_stderr_to(log_file: Path) -> Iterator[TextIO]:
@@ -35,7 +37,7 @@ def native_stderr_to(log_file: Path) -> Iterator[TextIO]:
     sys.stderr.flush()
     saved = os.dup(2)
     terminal = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
-    log_fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    log_fd = open_report_log(log_file)
     try:
         os.dup2(log_fd, 2)
     finally:

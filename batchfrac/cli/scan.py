@@ -78,6 +78,7 @@ def scan(
     """
     from rich.console import Console
 
+    from ..atomic import make_report_dir
     from ..errors import BatchfracError
     from ..scan.config import ScanConfig, default_workers
     from ..scan.run import check_paths
@@ -105,7 +106,7 @@ def scan(
             retry_errors=retry_errors,
         )
         check_paths(config.archive, config.out)
-        config.out.mkdir(parents=True, exist_ok=True)
+        make_report_dir(config.out)
     except (ValueError, BatchfracError, OSError) as exc:
         _fail(terminal, exc)
     if config.workers == 0 and not config.scheduler and not quiet:

@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..atomic import atomic_write
+from ..atomic import REPORT_FILE_MODE, atomic_write
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 LIST_SEPARATOR = ";"
@@ -81,7 +81,8 @@ def _rows(table: pa.Table) -> Iterable[list[str | float | int]]:
 
 
 def write_csv(table: pa.Table, path: Path) -> Path:
-    """Write ``table`` as a spreadsheet-safe CSV at ``path`` (atomically)."""
+    """Write ``table`` as a spreadsheet-safe CSV at ``path`` (atomically, mode
+    :data:`~batchfrac.atomic.REPORT_FILE_MODE`)."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8-sig", newline="") as handle:
@@ -89,7 +90,7 @@ def write_csv(table: pa.Table, path: Path) -> Path:
             writer.writerow(table.column_names)
             writer.writerows(_rows(table))
 
-    return atomic_write(path, write)
+    return atomic_write(path, write, mode=REPORT_FILE_MODE)
 
 
 def export_csv(outdir: Path, names: Iterable[str] = ("images", "studies")) -> list[Path]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from ..atomic import write_text
+from ..atomic import REPORT_FILE_MODE, write_text
 from .rows import StudyRow
 
 TOP_STUDIES = 25
@@ -119,4 +119,4 @@ def write_index(outdir: Path) -> Path:
     run = json.loads((outdir / "run.json").read_text(encoding="utf-8"))
     table = pq.read_table(outdir / "studies.parquet")
     studies = [StudyRow(**{**r, "flags": tuple(r["flags"])}) for r in table.to_pylist()]
-    return write_text(outdir / "index.html", render_index(run, studies))
+    return write_text(outdir / "index.html", render_index(run, studies), mode=REPORT_FILE_MODE)

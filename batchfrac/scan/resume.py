@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..atomic import exclusive_lock, is_our_temp_file
+from ..atomic import exclusive_lock, is_our_temp_file, make_report_dir
 from ..enums import Status
 from ..errors import BatchfracError, SpecError
 from ..report.parquet import Provenance, file_metadata, write_parquet
@@ -87,7 +87,7 @@ class Ledger:
 
     def load(self) -> Ledger:
         """Read the keys of every readable part of this config; move damaged ones aside."""
-        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        make_report_dir(self.parts_dir)
         for part in sorted(self.parts_dir.glob("part-*.parquet")):
             try:
                 if file_metadata(part).get("config_id") != self.config_id:
@@ -119,7 +119,7 @@ class Ledger:
         """Move a part that cannot be read (a torn write, a disk error) into
         ``parts/damaged/``: its files are scanned again, and the evidence is kept."""
         damaged = self.parts_dir / DAMAGED_DIR
-        damaged.mkdir(exist_ok=True)
+        make_report_dir(damaged)
         os.replace(part, damaged / part.name)
         self.damaged_parts += 1
         log.warning("part file %s cannot be read (%s); moved to %s and its files are "

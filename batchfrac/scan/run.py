@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from .. import __version__
+from ..atomic import make_report_dir, open_report_log
 from ..enums import Bone, Head
 from ..errors import BatchfracError, BundleError
 from ..ingest.preprocess import PreprocessSpec
@@ -103,7 +104,8 @@ _LOGGED = ("batchfrac", "distributed", "pydicom", "py.warnings", "tensorflow", "
 @contextlib.contextmanager
 def scan_log(out: Path) -> Iterator[None]:
     """Append the scan's log records (:data:`_LOGGED`) to ``OUTDIR/scan.log``; an exception
-    that stops the scan is logged there with its traceback."""
+    that stops the scan is logged there with its traceback. The log is created 0640."""
+    os.close(open_report_log(out / LOG_FILE))
     handler = logging.FileHandler(out / LOG_FILE, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
@@ -149,7 +151,7 @@ def run_scan(
     """
     observer = observer or NullObserver()
     check_paths(config.archive, config.out)
-    config.out.mkdir(parents=True, exist_ok=True)
+    make_report_dir(config.out)
     with outdir_lock(config.out), scan_log(config.out):
         clock = time.perf_counter()
         info = RunInfo.start()
