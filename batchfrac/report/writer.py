@@ -68,7 +68,7 @@ def write_reports(
     counts = count_rows(images, len(studies))
     exit_code = ExitCode.PARTIAL if counts.status.get(Status.ERROR.value) else ExitCode.OK
     doc = run_document(record, counts, int(exit_code), utc_now())
-    write_text(out / "index.html", render_index(doc, studies), mode=REPORT_FILE_MODE)
+    write_text(out / "index.html", render_index(doc, studies, images), mode=REPORT_FILE_MODE)
     write_run_json(out / "run.json", doc)
     log.info(
         "scan %s finished: %d files, %s, exit code %d",
