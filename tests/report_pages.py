@@ -12,6 +12,7 @@ import numpy as np
 
 from batchfrac.enums import Bone, ImageFlag, Reason, Status
 from batchfrac.ingest.preprocess import PreprocessSpec, letterbox_geometry
+from batchfrac.report.deidentify import PSEUDONYMS_META_KEY, ReportPseudonyms
 from batchfrac.report.heatmap import png_bytes, render_overlay, render_thumbnail
 from batchfrac.report.parquet import Provenance
 from batchfrac.report.rows import ImageRow
@@ -122,16 +123,27 @@ def sample_rows(out: Path, studies: int, archive: str = "/archive") -> tuple[lis
     return sorted(rows, key=lambda r: (r.path, r.frame)), pictures
 
 
-def write_sample_report(out: Path, studies: int = 12, *, archive: str = "/archive") -> SampleReport:
-    """Write a whole report set of :func:`sample_rows` into ``out`` with ``write_reports``."""
+def write_sample_report(
+    out: Path,
+    studies: int = 12,
+    *,
+    pseudonyms: ReportPseudonyms | None = None,
+    archive: str = "/archive",
+) -> SampleReport:
+    """Write a whole report set of :func:`sample_rows` into ``out`` with ``write_reports``
+    (pseudonymised as a scan with a key writes it when ``pseudonyms`` is given)."""
     out.mkdir(parents=True, exist_ok=True)
     rows, pictures = sample_rows(out, studies, archive)
+    if pseudonyms is not None:
+        rows = sorted(pseudonyms.image_rows(rows), key=lambda r: (r.path, r.frame))
+    fingerprint = pseudonyms.fingerprint if pseudonyms else None
     table = rows_to_table(rows, load_schema("images"))
     info = RunInfo.start()
     provenance = Provenance(
         run_id=info.run_id, bundle_id="ca6c1d282891f980", software_version="0.1.0",
         spec_id="4bc19a983374", spec={}, weights_sha256={}, config_id="0123456789abcdef",
         demo_notice=DEMO_NOTICE,
+        extra={PSEUDONYMS_META_KEY: fingerprint} if fingerprint else {},
     )  # fmt: skip
     bundle = BundleInfo("ca6c1d282891f980", "/bundle", True, DEMO_NOTICE, "0" * 64)
     ok = sum(r.status == Status.OK.value for r in rows)

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..atomic import REPORT_FILE_MODE, atomic_write
+from .deidentify import ReportPseudonyms
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 LIST_SEPARATOR = ";"
@@ -93,10 +94,19 @@ def write_csv(table: pa.Table, path: Path) -> Path:
     return atomic_write(path, write, mode=REPORT_FILE_MODE)
 
 
-def export_csv(outdir: Path, names: Iterable[str] = ("images", "studies")) -> list[Path]:
-    """Write ``<name>.csv`` beside each ``<name>.parquet`` in ``outdir``."""
+def export_csv(
+    outdir: Path,
+    names: Iterable[str] = ("images", "studies"),
+    *,
+    pseudonyms: ReportPseudonyms | None = None,
+) -> list[Path]:
+    """Write ``<name>.csv`` beside each ``<name>.parquet`` in ``outdir``; with
+    ``pseudonyms`` (a scan that ran without a key) the CSV holds pseudonymised
+    identifiers, paths and details (the Parquet files are left as they are)."""
     written = []
     for name in names:
         table = pq.read_table(outdir / f"{name}.parquet")
+        if pseudonyms is not None:
+            table = pseudonyms.table(table)
         written.append(write_csv(table, outdir / f"{name}.csv"))
     return written

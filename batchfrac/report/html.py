@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..atomic import REPORT_FILE_MODE, write_text
+from .deidentify import ReportPseudonyms
 from .page_data import page_document
 from .rows import StudyRow
 from .schema import load_schema
@@ -153,11 +154,17 @@ def read_images(outdir: Path) -> pa.Table:
     return table
 
 
-def write_index(outdir: Path) -> Path:
+def write_index(outdir: Path, pseudonyms: ReportPseudonyms | None = None) -> Path:
     """Rewrite ``outdir/index.html`` from its ``run.json``, ``studies.parquet`` and
-    ``images.parquet``."""
+    ``images.parquet``; with ``pseudonyms`` (a scan that ran without a key), the page
+    shows pseudonymised identifiers and paths and says that the Parquet files do not."""
     run = json.loads((outdir / "run.json").read_text(encoding="utf-8"))
+    images = read_images(outdir)
     table = pq.read_table(outdir / "studies.parquet")
+    privacy = None
+    if pseudonyms is not None:
+        images, table = pseudonyms.table(images), pseudonyms.table(table)
+        privacy = privacy_note(pseudonyms.fingerprint, at_export=True)
     studies = [StudyRow(**{**r, "flags": tuple(r["flags"])}) for r in table.to_pylist()]
-    html = render_index(run, studies, read_images(outdir))
+    html = render_index(run, studies, images, privacy)
     return write_text(outdir / "index.html", html, mode=REPORT_FILE_MODE)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from .. import __version__
 from ..atomic import REPORT_FILE_MODE, write_text
 from ..errors import SpecError
+from .deidentify import PSEUDONYMS_META_KEY, run_json_record
 from .parquet import Provenance
 from .schema import run_json_schema
 
@@ -165,6 +166,7 @@ def run_document(
             "inference_s": round(work.inference_s, 3),
         },
         "exit_code": exit_code,
+        "pseudonyms": run_json_record(provenance.extra.get(PSEUDONYMS_META_KEY)),
     }
 
 

@@ -54,6 +54,9 @@ class ScanConfig:
     window: int | None = None
     timeout: float | None = DEFAULT_TIMEOUT_S
     retry_errors: bool = False
+    pseudonymize_key_file: Path | None = None
+    """Key file for keyed pseudonyms of identifiers and paths (its path is recorded in
+    ``run.json``, the key itself never)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -88,5 +91,8 @@ class ScanConfig:
             bundle=str(self.bundle),
             routing=self.routing.value,
             modalities=list(self.modalities),
+            pseudonymize_key_file=(
+                None if self.pseudonymize_key_file is None else str(self.pseudonymize_key_file)
+            ),
         )
         return out
