@@ -22,6 +22,12 @@ from typing import Any
 #: Every temporary file batchfrac creates ends with this (see :func:`is_our_temp_file`).
 TEMP_SUFFIX = ".batchfrac-tmp"
 
+#: Mode of report files and logs (they hold patient identifiers or pseudonyms): owner
+#: read-write, group read, nobody else. A stricter umask makes them stricter still.
+REPORT_FILE_MODE = 0o640
+#: Mode of the directories a scan creates for its reports (``--out``, ``parts/``, ...).
+REPORT_DIR_MODE = 0o750
+
 
 def umask_mode(mode: int) -> int:
     """``mode`` minus the process umask (``mkstemp`` creates 0600 files; a report or a
@@ -29,6 +35,24 @@ def umask_mode(mode: int) -> int:
     umask = os.umask(0)
     os.umask(umask)
     return mode & ~umask
+
+
+def make_report_dir(directory: Path) -> Path:
+    """Create ``directory`` (and missing parents) if needed; the directory itself gets
+    :data:`REPORT_DIR_MODE` minus the umask when it is created here, an existing one is
+    left as it is (parents get the default mode, as with ``mkdir -p``)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=REPORT_DIR_MODE)
+    return directory
+
+
+def open_report_log(path: Path) -> int:
+    """Create ``path`` if missing with :data:`REPORT_FILE_MODE` (minus the umask) and
+    return a file descriptor open for appending to it."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, REPORT_FILE_MODE)
 
 
 def fsync_directory(directory: Path) -> None:
@@ -91,7 +115,7 @@ def exclusive_lock(lock_file: Path, *, wait: bool = True) -> Iterator[None]:
     ``wait=False`` raises :class:`BlockingIOError` at once when another process holds it.
     The lock is released when the block ends or the process dies.
     """
-    with open(lock_file, "a+b") as handle:
+    with open(os.open(lock_file, os.O_RDWR | os.O_CREAT, REPORT_FILE_MODE), "r+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
             yield

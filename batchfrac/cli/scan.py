@@ -99,6 +99,17 @@ def scan(
             "Object Selection per abnormal study into this folder (see `batchfrac export`).",
         ),
     ] = None,
+    pseudonymize_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--pseudonymize-key-file",
+            dir_okay=False,
+            help="Write Patient ID, Accession Number and every file and folder name below "
+            "ARCHIVE as keyed pseudonyms (HMAC-SHA256) in every output; key file of at "
+            "least 32 bytes, e.g. head -c 32 /dev/urandom | base64 > key. The same key "
+            "gives the same pseudonyms every night.",
+        ),
+    ] = None,
 ) -> None:
     """Screen every radiograph under ARCHIVE; write reports and scan.log to --out.
 
@@ -116,9 +127,10 @@ def scan(
     """
     from rich.console import Console
 
+    from ..atomic import make_report_dir
     from ..errors import BatchfracError
     from ..scan.config import ScanConfig, default_workers
-    from ..scan.run import check_paths
+    from ..scan.run import check_paths, load_pseudonyms
 
     terminal = Console(stderr=True, soft_wrap=True)
     if bundle is None:
@@ -145,9 +157,11 @@ def scan(
             retry_errors=retry_errors,
             previous=previous,
             previous_errors=previous_errors,
+            pseudonymize_key_file=pseudonymize_key_file,
         )
         check_paths(config.archive, config.out)
-        config.out.mkdir(parents=True, exist_ok=True)
+        load_pseudonyms(config)  # a bad key file is refused before anything is written
+        make_report_dir(config.out)
     except (ValueError, BatchfracError, OSError) as exc:
         _fail(terminal, exc)
     if config.workers == 0 and not config.scheduler and not quiet:
@@ -176,7 +190,7 @@ def scan(
         raise typer.Exit(summary.exit_code)
     from ..pacs.console import export_to_folder
 
-    exported = export_to_folder(config.out, dicom, None)
+    exported = export_to_folder(config.out, dicom, config.pseudonymize_key_file)
     raise typer.Exit(exported if exported != ExitCode.OK else summary.exit_code)
 
 
@@ -186,11 +200,13 @@ def _run(config: ScanConfig, quiet: bool, terminal: Console) -> ScanSummary:
 
     from ..errors import BatchfracError
     from ..scan.progress import ScanProgress
-    from ..scan.run import LOG_FILE, run_scan
+    from ..scan.run import LOG_FILE, load_pseudonyms, run_scan
     from .console import native_stderr_to
 
     try:
-        with native_stderr_to(config.out / LOG_FILE) as stream:
+        pseudonyms = load_pseudonyms(config)
+        scrub = None if pseudonyms is None else (lambda text: pseudonyms.text(text) or text)
+        with native_stderr_to(config.out / LOG_FILE, scrub) as stream:
             console = Console(file=stream, soft_wrap=True)
             disable = quiet or not stream.isatty()
             with ScanProgress(console, disable=disable) as progress:

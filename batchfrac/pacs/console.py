@@ -81,11 +81,12 @@ def progress_bar(label: str, *, quiet: bool = False) -> Iterator[Callable[[int, 
         yield update
 
 
-def load_pseudonymizer(key_file: Path | None) -> Pseudonymizer | None:
-    """The pseudonymizer for ``key_file`` (``None`` without one)."""
-    from ..report.pseudonym import Pseudonymizer, load_key
+def load_pseudonymizer(outdir: Path, key_file: Path | None) -> Pseudonymizer | None:
+    """The pseudonymizer for the objects of ``outdir`` with ``key_file`` (``None``: clear;
+    see :func:`batchfrac.report.deidentify.dicom_pseudonymizer`)."""
+    from ..report.deidentify import dicom_pseudonymizer
 
-    return None if key_file is None else Pseudonymizer(load_key(key_file))
+    return dicom_pseudonymizer(outdir, key_file)
 
 
 def export_to_folder(outdir: Path, dicom_dir: Path, key_file: Path | None) -> int:
@@ -94,7 +95,7 @@ def export_to_folder(outdir: Path, dicom_dir: Path, key_file: Path | None) -> in
 
     show_warnings()
     try:
-        pseudonymizer = load_pseudonymizer(key_file)
+        pseudonymizer = load_pseudonymizer(outdir, key_file)
         with progress_bar("export") as update:
             summary = export_dicom(outdir, dicom_dir, pseudonymizer=pseudonymizer, progress=update)
     except KeyboardInterrupt:
@@ -127,7 +128,7 @@ def send_results(
     show_warnings()
     try:
         key, connect = _destination(dicomweb, dimse, called_ae, calling_ae, http_attempts, verify)
-        pseudonymizer = load_pseudonymizer(key_file)
+        pseudonymizer = load_pseudonymizer(outdir, key_file)
         with progress_bar("export") as update:
             exported = export_dicom(
                 outdir, outdir / "dicom", pseudonymizer=pseudonymizer, progress=update

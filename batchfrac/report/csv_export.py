@@ -26,7 +26,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..atomic import atomic_write
+from ..atomic import REPORT_FILE_MODE, atomic_write
+from .deidentify import ReportPseudonyms
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 LIST_SEPARATOR = ";"
@@ -81,7 +82,8 @@ def _rows(table: pa.Table) -> Iterable[list[str | float | int]]:
 
 
 def write_csv(table: pa.Table, path: Path) -> Path:
-    """Write ``table`` as a spreadsheet-safe CSV at ``path`` (atomically)."""
+    """Write ``table`` as a spreadsheet-safe CSV at ``path`` (atomically, mode
+    :data:`~batchfrac.atomic.REPORT_FILE_MODE`)."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8-sig", newline="") as handle:
@@ -89,13 +91,22 @@ def write_csv(table: pa.Table, path: Path) -> Path:
             writer.writerow(table.column_names)
             writer.writerows(_rows(table))
 
-    return atomic_write(path, write)
+    return atomic_write(path, write, mode=REPORT_FILE_MODE)
 
 
-def export_csv(outdir: Path, names: Iterable[str] = ("images", "studies")) -> list[Path]:
-    """Write ``<name>.csv`` beside each ``<name>.parquet`` in ``outdir``."""
+def export_csv(
+    outdir: Path,
+    names: Iterable[str] = ("images", "studies"),
+    *,
+    pseudonyms: ReportPseudonyms | None = None,
+) -> list[Path]:
+    """Write ``<name>.csv`` beside each ``<name>.parquet`` in ``outdir``; with
+    ``pseudonyms`` (a scan that ran without a key) the CSV holds pseudonymised
+    identifiers, paths and details (the Parquet files are left as they are)."""
     written = []
     for name in names:
         table = pq.read_table(outdir / f"{name}.parquet")
+        if pseudonyms is not None:
+            table = pseudonyms.table(table)
         written.append(write_csv(table, outdir / f"{name}.csv"))
     return written

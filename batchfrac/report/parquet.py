@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..atomic import atomic_write
+from ..atomic import REPORT_FILE_MODE, atomic_write
 from .schema import ReportSchema, check_table
 
 #: Key-value metadata keys every report file carries (values are UTF-8 strings).
@@ -66,11 +66,14 @@ def file_metadata(path: Path) -> dict[str, str]:
 def write_parquet(
     table: pa.Table, path: Path, schema: ReportSchema, provenance: Provenance
 ) -> Path:
-    """Check ``table`` against ``schema`` and write it atomically with provenance metadata."""
+    """Check ``table`` against ``schema`` and write it atomically with provenance metadata
+    (mode :data:`~batchfrac.atomic.REPORT_FILE_MODE`: rows hold identifiers)."""
     check_table(table, schema)
     meta = {**(table.schema.metadata or {}), **_encode(provenance.metadata(schema))}
     table = table.replace_schema_metadata(meta)
-    return atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    return atomic_write(
+        path, lambda tmp: pq.write_table(table, tmp, compression="zstd"), mode=REPORT_FILE_MODE
+    )
 
 
 def _encode(meta: Mapping[str, str]) -> dict[bytes, bytes]:

@@ -21,6 +21,9 @@ _PSEUDONYM_HEX_DIGITS = 16
 """16 characters fit both SH (16, Accession Number) and LO (64, Patient ID)."""
 
 
+_FINGERPRINT_MESSAGE = b"batchfrac key fingerprint v1"
+
+
 class PseudonymKeyError(BatchfracError):
     """The pseudonymisation key file is unreadable or too short."""
 
@@ -62,6 +65,18 @@ class Pseudonymizer:
     def accession_number(self, value: str | None) -> str | None:
         """The pseudonym of a (0008,0050) *Accession Number*; ``None`` or empty stays ``None``."""
         return self._pseudonym("AccessionNumber", value)
+
+    def path_component(self, value: str) -> str:
+        """The pseudonym of one file or folder name (folder names often hold patient IDs,
+        accession numbers or names)."""
+        return self._pseudonym("PathComponent", value) or value
+
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits that tell keys apart without revealing them (an HMAC of a fixed
+        message under the key): recorded in the reports and in the resume ``config_id``
+        so that outputs of different keys, or none, are never mixed."""
+        return hmac.new(self._key, _FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:16]
 
     def _pseudonym(self, field_name: str, value: str | None) -> str | None:
         if not value:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import __version__
-from ..atomic import write_text
+from ..atomic import REPORT_FILE_MODE, write_text
 from ..errors import SpecError
+from .deidentify import PSEUDONYMS_META_KEY, run_json_record
 from .parquet import Provenance
 from .schema import run_json_schema
 
@@ -172,6 +173,7 @@ def run_document(
             "inference_s": round(work.inference_s, 3),
         },
         "exit_code": exit_code,
+        "pseudonyms": run_json_record(provenance.extra.get(PSEUDONYMS_META_KEY)),
         **({"previous": dict(record.previous)} if record.previous is not None else {}),
     }
 
@@ -184,4 +186,5 @@ def write_run_json(path: Path, doc: Mapping[str, Any]) -> Path:
         jsonschema.validate(dict(doc), run_json_schema())
     except jsonschema.ValidationError as exc:
         raise SpecError(f"run.json does not match its schema: {exc.message}") from exc
-    return write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    return write_text(path, text, mode=REPORT_FILE_MODE)

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..atomic import fsync_directory, write_text
+from ..atomic import REPORT_FILE_MODE, fsync_directory, write_text
 from ..enums import Bone, ImageFlag, Status
 from ..exitcodes import ExitCode
 from .aggregate import aggregate_studies, duplicate_instance_rows
@@ -68,7 +68,7 @@ def write_reports(
     counts = count_rows(images, len(studies))
     exit_code = ExitCode.PARTIAL if counts.status.get(Status.ERROR.value) else ExitCode.OK
     doc = run_document(record, counts, int(exit_code), utc_now())
-    write_text(out / "index.html", render_index(doc, studies))
+    write_text(out / "index.html", render_index(doc, studies, images), mode=REPORT_FILE_MODE)
     write_run_json(out / "run.json", doc)
     log.info(
         "scan %s finished: %d files, %s, exit code %d",

@@ -65,6 +65,9 @@ class ScanConfig:
     retry_errors: bool = False
     previous: Path | None = None
     previous_errors: bool = False
+    pseudonymize_key_file: Path | None = None
+    """Key file for keyed pseudonyms of identifiers and paths (its path is recorded in
+    ``run.json``, the key itself never)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -105,5 +108,8 @@ class ScanConfig:
             previous=str(self.previous) if self.previous is not None else None,
             routing=self.routing.value,
             modalities=list(self.modalities),
+            pseudonymize_key_file=(
+                None if self.pseudonymize_key_file is None else str(self.pseudonymize_key_file)
+            ),
         )
         return out

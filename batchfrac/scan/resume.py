@@ -4,8 +4,9 @@ Each finished chunk of files becomes one ``OUTDIR/parts/part-<hash>.parquet`` (i
 schema, written atomically). The ledger is the set of ``(path, file_size, file_mtime_ns)``
 keys found in the parts whose ``config_id`` matches this scan's; ``config_id`` hashes the
 model bundle id and every option that changes a row (routing, modalities, pixel cap,
-low-confidence threshold, images schema version). A re-run therefore skips files already
-reported for the same input and bundle, and redoes a file whose size or mtime changed.
+low-confidence threshold, images schema version, the pseudonymisation key's fingerprint).
+A re-run therefore skips files already reported for the same input and bundle, and redoes
+a file whose size or mtime changed.
 
 Parts written under another ``config_id`` (another bundle, other options) are left in
 ``parts/`` untouched and never mixed into the reports: that scan is redone from scratch.
@@ -27,9 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..atomic import exclusive_lock, is_our_temp_file
+from ..atomic import exclusive_lock, is_our_temp_file, make_report_dir
 from ..enums import Status
 from ..errors import BatchfracError, SpecError
+from ..report.deidentify import ReportPseudonyms
 from ..report.parquet import Provenance, file_metadata, write_parquet
 from ..report.rows import ImageRow
 from ..report.schema import check_table, load_schema, rows_to_table
@@ -71,12 +73,21 @@ class Ledger:
 
     ``retry_errors``: files whose rows are ``error`` (a transient ``read_error`` or
     ``timeout``, say) are not taken as done, so the scan reads them again.
+    ``pseudonyms``: rows are written pseudonymised, and looked up by pseudonymised path.
     """
 
-    def __init__(self, outdir: Path, config: str, *, retry_errors: bool = False) -> None:
+    def __init__(
+        self,
+        outdir: Path,
+        config: str,
+        *,
+        retry_errors: bool = False,
+        pseudonyms: ReportPseudonyms | None = None,
+    ) -> None:
         self.parts_dir = outdir / PARTS_DIR
         self.config_id = config
         self.retry_errors = retry_errors
+        self.pseudonyms = pseudonyms
         self._done: dict[FileKey, Path] = {}  # key -> the Parquet file holding its rows
         self._reused: set[FileKey] = set()
         self._new_parts: list[Path] = []
@@ -87,7 +98,7 @@ class Ledger:
 
     def load(self) -> Ledger:
         """Read the keys of every readable part of this config; move damaged ones aside."""
-        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        make_report_dir(self.parts_dir)
         for part in sorted(self.parts_dir.glob("part-*.parquet")):
             try:
                 if file_metadata(part).get("config_id") != self.config_id:
@@ -137,7 +148,7 @@ class Ledger:
         """Move a part that cannot be read (a torn write, a disk error) into
         ``parts/damaged/``: its files are scanned again, and the evidence is kept."""
         damaged = self.parts_dir / DAMAGED_DIR
-        damaged.mkdir(exist_ok=True)
+        make_report_dir(damaged)
         os.replace(part, damaged / part.name)
         self.damaged_parts += 1
         log.warning("part file %s cannot be read (%s); moved to %s and its files are "
@@ -145,6 +156,8 @@ class Ledger:
 
     def reuse(self, key: FileKey) -> bool:
         """True (and remember it for assembly) when ``key`` is already reported."""
+        if self.pseudonyms is not None:
+            key = (self.pseudonyms.path(key[0]), key[1], key[2])
         if key in self._done:
             self._reused.add(key)
             return True
@@ -155,7 +168,10 @@ class Ledger:
         return len(self._reused)
 
     def write_part(self, rows: Sequence[ImageRow], provenance: Provenance) -> Path:
-        """Write one finished chunk's rows as an atomic part file."""
+        """Write one finished chunk's rows (pseudonymised when the ledger has
+        ``pseudonyms``) as an atomic part file."""
+        if self.pseudonyms is not None:
+            rows = self.pseudonyms.image_rows(rows)
         schema = load_schema("images")
         keys = sorted({row.key for row in rows})
         digest = hashlib.sha256(json.dumps([self.config_id, keys]).encode()).hexdigest()[:24]

@@ -27,9 +27,17 @@ from typing import TYPE_CHECKING, Protocol
 import pyarrow as pa
 
 from .. import __version__
+from ..atomic import make_report_dir, open_report_log
 from ..enums import Bone, Head
 from ..errors import BatchfracError, BundleError
 from ..ingest.preprocess import PreprocessSpec
+from ..report.deidentify import (
+    PSEUDONYMS_META_KEY,
+    ReportPseudonyms,
+    ScanLogFormatter,
+    check_outdir,
+    key_marker,
+)
 from ..report.parquet import Provenance
 from ..report.runinfo import BundleInfo, RunInfo, RunRecord, ScanWork
 from ..report.schema import load_schema
@@ -40,7 +48,7 @@ from .config import ScanConfig
 from .feed import ChunkInference
 from .inference import BatchPredictor, InferenceBundle
 from .previous import PreviousNight, PreviousUnusable, load_previous
-from .resume import Ledger, config_id, outdir_lock, remove_stale_temp_files
+from .resume import PARTS_DIR, Ledger, config_id, outdir_lock, remove_stale_temp_files
 
 if TYPE_CHECKING:
     from ..ingest.entry import IngestConfig
@@ -104,11 +112,16 @@ _LOGGED = ("batchfrac", "distributed", "pydicom", "py.warnings", "tensorflow", "
 
 
 @contextlib.contextmanager
-def scan_log(out: Path) -> Iterator[None]:
-    """Append the scan's log records (:data:`_LOGGED`) to ``OUTDIR/scan.log``; an exception
+def scan_log(out: Path, pseudonyms: ReportPseudonyms | None = None) -> Iterator[None]:
+    """Append the scan's log records (:data:`_LOGGED`) to ``OUTDIR/scan.log`` (created
+    0640), values quoted by libraries redacted and, with ``pseudonyms``, archive paths
+    pseudonymised (:class:`~batchfrac.report.deidentify.ScanLogFormatter`); an exception
     that stops the scan is logged there with its traceback."""
+    os.close(open_report_log(out / LOG_FILE))
     handler = logging.FileHandler(out / LOG_FILE, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        ScanLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", pseudonyms)
+    )
     handler.setLevel(logging.INFO)
     loggers = [logging.getLogger(name) for name in _LOGGED]
     saved = [(lg, lg.level, lg.propagate) for lg in loggers]
@@ -152,8 +165,13 @@ def run_scan(
     """
     observer = observer or NullObserver()
     check_paths(config.archive, config.out)
-    config.out.mkdir(parents=True, exist_ok=True)
-    with outdir_lock(config.out), scan_log(config.out):
+    pseudonyms = load_pseudonyms(config)
+    fingerprint = pseudonyms.fingerprint if pseudonyms else None
+    make_report_dir(config.out)
+    check_outdir(config.out, fingerprint, config.out / PARTS_DIR)
+    with outdir_lock(config.out), scan_log(config.out, pseudonyms):
+        if fingerprint:
+            log.info("%s", key_marker(fingerprint))
         clock = time.perf_counter()
         info = RunInfo.start()
         log.info("scan %s of %s into %s (batchfrac %s)", info.run_id, config.archive,
@@ -171,10 +189,14 @@ def run_scan(
             spec_id=bundle.spec.spec_id,
             spec=bundle.spec.to_dict(),
             weights_sha256=bundle.weights_sha256(),
-            config_id=config_id(scan_settings(config, bundle.bundle_id, ingest_config)),
+            config_id=config_id(
+                scan_settings(config, bundle.bundle_id, ingest_config, fingerprint)
+            ),
             demo_notice=bundle.notice if bundle.demo else None,
+            extra={PSEUDONYMS_META_KEY: fingerprint} if fingerprint else {},
         )
-        ledger = Ledger(config.out, provenance.config_id, retry_errors=config.retry_errors)
+        ledger = Ledger(config.out, provenance.config_id, retry_errors=config.retry_errors,
+                        pseudonyms=pseudonyms)  # fmt: skip
         ledger.load()
         log.info("resume ledger: %d files already reported in %d parts", len(ledger),
                  ledger.old_parts)  # fmt: skip
@@ -219,6 +241,16 @@ def previous_summary(night: PreviousNight, images: pa.Table) -> dict[str, object
             "files_removed": len(removed)}  # fmt: skip
 
 
+def load_pseudonyms(config: ScanConfig) -> ReportPseudonyms | None:
+    """The pseudonyms of ``config.pseudonymize_key_file`` below the archive root, if any
+    (raises :class:`~batchfrac.report.pseudonym.PseudonymKeyError` for a bad key file)."""
+    from ..report.pseudonym import Pseudonymizer, load_key
+
+    if config.pseudonymize_key_file is None:
+        return None
+    return ReportPseudonyms(Pseudonymizer(load_key(config.pseudonymize_key_file)), config.archive)
+
+
 def ingest_settings(config: ScanConfig, spec: PreprocessSpec) -> IngestConfig:
     """What the workers need to turn a path into image rows, from the scan's options."""
     from ..ingest.decode import DecodePolicy
@@ -233,10 +265,16 @@ def ingest_settings(config: ScanConfig, spec: PreprocessSpec) -> IngestConfig:
 
 
 def scan_settings(
-    config: ScanConfig, bundle_id: str, ingest_config: IngestConfig
+    config: ScanConfig,
+    bundle_id: str,
+    ingest_config: IngestConfig,
+    key_fingerprint: str | None = None,
 ) -> dict[str, object]:
-    """The settings that change a report row: their hash is the resume ``config_id``."""
+    """The settings that change a report row: their hash is the resume ``config_id``
+    (with a pseudonymisation key, its fingerprint too: never the key)."""
+    pseudonyms = {"pseudonyms": key_fingerprint} if key_fingerprint else {}
     return {
+        **pseudonyms,
         "bundle_id": bundle_id,
         "routing": config.routing.value,
         "modalities": sorted(config.modalities),

@@ -1,4 +1,5 @@
-"""Report schemas (JSON -> Arrow), Parquet provenance, atomic writes, CSV and HTML safety."""
+"""Report schemas (JSON -> Arrow), Parquet provenance, atomic writes, CSV safety (the page:
+test_html.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from batchfrac.enums import Bone, ImageFlag, Label, Reason, Status, StudyFlag
 from batchfrac.errors import SpecError
 from batchfrac.records import Prediction
 from batchfrac.report.csv_export import export_csv, restore_text_cell, text_cell, write_csv
-from batchfrac.report.html import render_index
 from batchfrac.report.parquet import Provenance, file_metadata, write_parquet
 from batchfrac.report.rows import ImageRow, StudyRow, image_row
 from batchfrac.report.runinfo import write_run_json
@@ -201,25 +201,3 @@ class TestCsv:
             )
         written = export_csv(tmp_path)
         assert [p.name for p in written] == ["images.csv", "studies.csv"]
-
-
-class TestHtml:
-    def test_values_are_escaped_and_demo_is_visible(self) -> None:
-        run = {
-            "run_id": "<r>",
-            "started_at": "t0",
-            "finished_at": "t1",
-            "host": "h",
-            "software_version": "v",
-            "bundle": {"id": "b", "demo": True, "notice": "DEMO <b>", "trunk_sha256": "0"},
-            "preprocessing": {"spec_id": "s"},
-            "counts": {"files": 1, "rows": 1, "studies": 1, "status": {"ok": 1}, "reason": {}},
-            "throughput": {"images_per_s": 1.0, "trunk_passes_per_image": 1.0},
-        }
-        study = StudyRow(
-            "<script>alert(1)</script>", "p", "a", "hand", 1, 0, 0.9, "abnormal", 0.5, ()
-        )
-        html = render_index(run, [study])
-        assert "<script>" not in html
-        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-        assert "DEMO &lt;b&gt;" in html

@@ -20,13 +20,14 @@ from batchfrac.errors import BundleError
 from batchfrac.records import ImageResult
 from batchfrac.report.rows import ImageRow
 from batchfrac.scan.chunks import EmptyArchive
-from batchfrac.scan.cluster import LOCAL_CLUSTER_CONFIG, WORKER_MALLOC_ENVIRON, dask_ingest
+from batchfrac.scan.cluster import dask_ingest
 from batchfrac.scan.config import ScanConfig
 from batchfrac.scan.feed import ChunkInference
 from batchfrac.scan.inference import BatchPredictor
 from batchfrac.scan.resume import PARTS_DIR
 from batchfrac.scan.retry import WORKER_DIED, after_worker_death
 from batchfrac.scan.run import run_scan
+from batchfrac.scan.workers import LOCAL_CLUSTER_CONFIG, WORKER_MALLOC_ENVIRON
 from tests.scan_fakes import (
     FakeBundle,
     crashing_ingest,
