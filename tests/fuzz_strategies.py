@@ -337,7 +337,10 @@ class HeaderMutation:
             # pydicom converts some raw values while writing (UIDs, sequences) and gives
             # up on others: such a change is dropped, the others are kept.
             trial = dcmread(io.BytesIO(data))
-            change.apply_to(trial)
+            try:
+                change.apply_to(trial)
+            except Exception:  # noqa: BLE001 - pydicom parses an earlier forged value here
+                continue
             data = _written(trial) or data
         if splice:
             trial = dcmread(io.BytesIO(data))

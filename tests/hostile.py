@@ -280,6 +280,23 @@ def gdcm_abort(directory: Path) -> Hostile:
     return Hostile(path, "mutated JPEG 2000 frame that makes python-gdcm abort", ONLY_ERROR)
 
 
+def gdcm_abort_jpeg(directory: Path) -> Hostile:
+    """A baseline JPEG frame with one bit flipped that makes python-gdcm abort the process.
+
+    Found by the slow fuzz tests in CI: bit 0 of the byte 112 bytes into the pixel data
+    (``Corrupt JPEG data`` from libjpeg, then ``terminate called after throwing an
+    instance of 'gdcm::Exception'``, SIGABRT). gdcm was pydicom's first plugin for the
+    syntax; now it is the last resort for every syntax. pylibjpeg decodes the frame
+    (a flipped bit in entropy-coded data is damage, not an error).
+    """
+    path = valid(directory, JPEGBaseline8Bit).path
+    path = path.rename(path.with_name("gdcm-abort-jpeg.dcm"))
+    data = bytearray(path.read_bytes())
+    data[pixel_data_offset(path) + 112] ^= 1
+    path.write_bytes(bytes(data))
+    return Hostile(path, "baseline JPEG frame with a flipped bit that makes gdcm abort", OK_OR_ERROR)
+
+
 def truncated(directory: Path, syntax: str, where: str = "pixels") -> Hostile:
     """A valid file in ``syntax`` cut inside its ``where`` (``header`` or ``pixels``)."""
     path = valid(directory, syntax).path

@@ -39,6 +39,7 @@ def hostile_cases(sizes: HostileSizes | None = None) -> dict[str, Factory]:
         "rle_segments_disagree": hostile.rle_segments_disagree,
         "rle_panic": hostile.rle_panic,
         "gdcm_abort": hostile.gdcm_abort,
+        "gdcm_abort_jpeg": hostile.gdcm_abort_jpeg,
         "stream_larger_than_header": partial(
             hostile_bombs.stream_larger_than_header, side=sizes.stream_side
         ),
