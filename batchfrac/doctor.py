@@ -28,10 +28,10 @@ from .defaults import DEFAULT_MODALITIES
 from .enums import Reason, Status
 from .errors import FileRejected
 from .ingest.capture import FATAL, FileLog, captured
-from .ingest.decode import DecodePolicy, check_geometry
+from .ingest.decode import DecodePolicy, FramePolicy, check_geometry
 from .ingest.header import check_image, read_header
 from .ingest.plugins import decodable, transfer_syntax_name
-from .ingest.walk import walk
+from .ingest.walk import walk_entries
 from .records import DicomHeader
 
 MISSING = "(missing)"
@@ -54,6 +54,26 @@ class SyntaxSummary:
     detail: str
 
 
+#: Size classes of a frame, by megapixels (upper bound, label), for the forecast's samples.
+SIZE_CLASSES = ((1.0, "< 1 MP"), (4.0, "1-4 MP"), (9.0, "4-9 MP"), (float("inf"), ">= 9 MP"))
+
+
+def size_class(header: DicomHeader) -> str:
+    """The :data:`SIZE_CLASSES` label of one frame of ``header`` (Rows x Columns)."""
+    megapixels = header.rows * header.columns / 1e6
+    return next(label for bound, label in SIZE_CLASSES if megapixels < bound)
+
+
+@dataclass
+class WorkGroup:
+    """The decode candidates of one transfer syntax and size class: how many files and
+    images, and the first few files (what ``doctor``'s forecast times)."""
+
+    files: int = 0
+    images: int = 0
+    samples: list[str] = field(default_factory=list)
+
+
 @dataclass
 class DoctorReport:
     """Counters of one survey. Modalities count every readable header; photometric
@@ -67,6 +87,8 @@ class DoctorReport:
     by_modality: Counter[str] = field(default_factory=Counter)
     by_photometric: Counter[str] = field(default_factory=Counter)
     syntaxes: list[SyntaxSummary] = field(default_factory=list)
+    #: ``(transfer syntax UID, size class)`` -> the candidates, for the forecast
+    work: dict[tuple[str, str], WorkGroup] = field(default_factory=dict)
 
     @property
     def would_fail(self) -> int:
@@ -101,6 +123,10 @@ class DoctorReport:
                 for s in self.syntaxes
             ],
             "undecodable_transfer_syntaxes": [s.uid for s in self.undecodable],
+            "work_groups": [
+                {"transfer_syntax": uid, "size_class": size, "files": g.files, "images": g.images}
+                for (uid, size), g in sorted(self.work.items())
+            ],  # fmt: skip
             "would_fail": self.would_fail,
         }
 
@@ -111,19 +137,30 @@ def survey(
     *,
     on_file: Callable[[Path], None] | None = None,
     policy: DecodePolicy | None = None,
+    samples: int = 3,
 ) -> DoctorReport:
     """Read every header under ``root`` (streaming) and count what the scan would do.
 
-    ``on_file`` is called once per file after it was examined (progress display);
-    ``policy``: the decode caps the scan would apply (default :class:`DecodePolicy`).
-    Library warnings and log records are kept off the console.
+    Every entry the walk meets is counted, with the walk's own reasons for those it does
+    not read (links, FIFOs, unreadable directories; see :mod:`batchfrac.ingest.walk`).
+    ``on_file`` is called once per entry after it was examined (progress display);
+    ``policy``: the decode caps the scan would apply (default :class:`DecodePolicy`);
+    ``samples``: how many files of each transfer syntax and size class to keep in
+    :attr:`DoctorReport.work` for a forecast. Library warnings and log records are kept
+    off the console.
     """
     report = DoctorReport(archive=str(root), modalities=tuple(m.upper() for m in modalities))
     syntax_files: Counter[str] = Counter()
     syntax_candidates: Counter[str] = Counter()
     policy = policy or DecodePolicy()
-    for path in walk(root):
+    for entry in walk_entries(root):
         report.files += 1
+        path = entry.path
+        if entry.reason is not None:
+            _count(report, entry.reason)
+            if on_file is not None:
+                on_file(path)
+            continue
         with captured(FileLog()):
             header, rejected = _examine(path, modalities, policy)
         if header is not None:
@@ -134,6 +171,7 @@ def survey(
         elif header is not None:
             syntax_candidates[header.transfer_syntax_uid or MISSING] += 1
             report.by_photometric[header.photometric_interpretation or MISSING] += 1
+            _add_work(report, header, path, policy, samples)
         if on_file is not None:
             on_file(path)
     for uid, files in sorted(syntax_files.items()):
@@ -165,6 +203,20 @@ def _examine(
     except BaseException:  # noqa: BLE001 - the scan's ingest makes it a read_error row too
         return header, Reason.READ_ERROR if header is None else Reason.DECODE_ERROR
     return header, None
+
+
+def _add_work(
+    report: DoctorReport, header: DicomHeader, path: Path, policy: DecodePolicy, samples: int
+) -> None:
+    key = (header.transfer_syntax_uid or MISSING, size_class(header))
+    group = report.work.setdefault(key, WorkGroup())
+    group.files += 1
+    if policy.frames is FramePolicy.FIRST:
+        group.images += 1
+    else:
+        group.images += min(header.number_of_frames, policy.max_frames)
+    if len(group.samples) < samples:
+        group.samples.append(str(path))
 
 
 def _count(report: DoctorReport, reason: Reason, files: int = 1) -> None:

@@ -7,7 +7,7 @@ Run on demand from the repository root (it is not a test)::
 
 It writes a synthetic archive of about ``--images`` radiographs (``batchfrac.synth``:
 2000-2500 px, 12-bit, mixed transfer syntaxes, plus junk files) and a 4x copy of it
-(hard links under four folders), then prints, all from this one run:
+(four folders of other studies with the same pixels), then prints, all from this one run:
 
 - ``scan``: images/s of ``batchfrac scan`` on the archive (``run.json``: ok images /
   scan wall time, cluster start and bundle load included), and its B0 trunk passes
@@ -64,13 +64,35 @@ def make_archive(root: Path, images: int, sizes: tuple[int, int], seed: int) -> 
 
 
 def replicate(source: Path, target: Path, copies: int) -> None:
-    """``copies`` hard-linked copies of ``source`` under ``target/copyK`` (same bytes)."""
+    """``copies`` copies of ``source`` under ``target/copyK``: other studies, same pixels.
+
+    Each DICOM file is written again with new Study, Series and SOP Instance UIDs (derived
+    from the old UID and ``K``; its pixel data bytes untouched), so the scan reads and
+    infers every copy: a hard link would be one file (``skipped: duplicate``), and a
+    byte-for-byte copy another copy of the same instance (``duplicate_instance``). Files
+    pydicom cannot read (the junk) are copied as they are.
+    """
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    uid_tags = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
     for k in range(copies):
-        for path in source.rglob("*"):
-            if path.is_file():
-                dest = target / f"copy{k}" / path.relative_to(source)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.link(path, dest)
+        for path in sorted(source.rglob("*")):
+            if not path.is_file():
+                continue
+            dest = target / f"copy{k}" / path.relative_to(source)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                ds = pydicom.dcmread(path)
+                for keyword in uid_tags:
+                    if keyword in ds:
+                        old = str(ds[keyword].value)
+                        setattr(ds, keyword, generate_uid(entropy_srcs=[old, str(k)]))
+                if "SOPInstanceUID" in ds:
+                    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+                ds.save_as(dest)
+            except Exception:  # noqa: BLE001 - junk and broken files: copied as they are
+                shutil.copyfile(path, dest)
 
 
 class PeakRss:

@@ -69,7 +69,8 @@ def broken_archive(clean_archive: Path) -> Path:
 
 
 def _invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["doctor", *args])
+    """``doctor`` without its forecast (tested in ``tests/scan/test_forecast.py``)."""
+    result = CliRunner().invoke(app, ["doctor", *args, "--no-forecast"])
     return result.exit_code, result.stdout
 
 

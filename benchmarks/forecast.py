@@ -1,0 +1,112 @@
+"""Forecast benchmark: does ``batchfrac doctor``'s forecast say how long the scan takes?
+
+Run on demand from the repository root (it is not a test)::
+
+    python -m benchmarks.forecast --images 120              # realistic (2000-2500 px)
+    python -m benchmarks.forecast --images 12 --size 512,640 --workers 0   # a quick look
+
+It writes a synthetic archive of about ``--images`` radiographs (the archive of
+``benchmarks/scan.py``: 12-bit, mixed transfer syntaxes, plus junk files), runs
+``batchfrac doctor ARCHIVE --json`` with the scan's ``--workers`` and ``--batch-size``,
+then the scan itself, each as a fresh process, and prints the forecast, its parts, the
+scan's wall time (process start to exit, as an operator's clock sees it) and their
+ratio. Target (issue 13): the real scan takes between half and twice the forecast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.resources import files
+from pathlib import Path
+
+import psutil
+
+from benchmarks.scan import ENV, make_archive
+
+
+def doctor_estimate(archive: Path, args: argparse.Namespace) -> tuple[dict, float]:
+    """``doctor --json``'s ``estimate`` and the seconds doctor took."""
+    command = [
+        sys.executable, "-m", "batchfrac", "doctor", str(archive), "--json",
+        "--bundle", str(args.bundle), "--batch-size", str(args.batch_size),
+    ]  # fmt: skip
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
+    started = time.perf_counter()
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, check=False)
+    took = time.perf_counter() - started
+    if done.returncode not in (0, 3):
+        raise SystemExit(f"doctor failed ({done.returncode}):\n{done.stderr}")
+    return json.loads(done.stdout)["estimate"], took
+
+
+def scan_wall(archive: Path, out: Path, args: argparse.Namespace) -> tuple[float, dict]:
+    """Wall seconds of ``batchfrac scan`` from process start to exit, and its run.json."""
+    command = [
+        sys.executable, "-m", "batchfrac", "scan", str(archive), "--out", str(out),
+        "--bundle", str(args.bundle), "--batch-size", str(args.batch_size), "--quiet",
+    ]  # fmt: skip
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
+    started = time.perf_counter()
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, check=False)
+    took = time.perf_counter() - started
+    if done.returncode not in (0, 3):
+        raise SystemExit(f"scan failed ({done.returncode}):\n{done.stderr}")
+    return took, json.loads((out / "run.json").read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=120, help="images in the archive")
+    parser.add_argument("--size", default="2000,2500", help="min,max image side in pixels")
+    parser.add_argument(
+        "--bundle", type=Path, default=Path(str(files("batchfrac") / "demo_bundle"))
+    )
+    parser.add_argument("--workers", type=int, default=None, help="scan --workers [cores]")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    args = parser.parse_args(argv)
+    low, high = (int(v) for v in args.size.split(","))
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            root = args.keep
+        else:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="batchfrac-fc-")))
+        archive = root / "archive"
+        if not (archive / "ground_truth.csv").exists():
+            make_archive(archive, args.images, (low, high), args.seed)
+        estimate, doctor_s = doctor_estimate(archive, args)
+        out = root / "out"
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        wall, run = scan_wall(archive, out, args)
+    ratio = wall / estimate["seconds"]
+    ok = run["counts"]["status"].get("ok", 0)
+    sys.stdout.write(
+        f"batchfrac forecast benchmark: {ok} images ({low}-{high} px), {psutil.cpu_count()} "
+        f"CPUs, Python {platform.python_version()}, --workers {estimate['workers']}, "
+        f"--batch-size {estimate['batch_size']}\n\n"
+        f"| measure | value | target |\n|---|---:|---:|\n"
+        f"| forecast s (decode, inference, fixed) | {estimate['seconds']:.1f} "
+        f"({estimate['decode_s']:.1f}, {estimate['inference_s']:.1f}, "
+        f"{estimate['fixed_s']:.1f}) | |\n"
+        f"| doctor's own run s | {doctor_s:.1f} | |\n"
+        f"| scan wall s (process start to exit) | {wall:.1f} | |\n"
+        f"| scan / forecast | {ratio:.2f} | 0.5 - 2 |\n"
+    )
+    return 0 if 0.5 <= ratio <= 2.0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
