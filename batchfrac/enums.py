@@ -155,3 +155,15 @@ class Routing(str, Enum):
     HARD = "hard"
     #: All seven heads run; P(abnormal) = sum_b P(b) * P(abnormal | b).
     SOFT = "soft"
+
+
+class Backend(str, Enum):
+    """What runs a bundle's networks in a scan (``batchfrac scan --backend``)."""
+
+    #: ONNX Runtime when the bundle carries verified ONNX graphs and onnxruntime is
+    #: installed, else Keras (the scan's log and run.json say why).
+    AUTO = "auto"
+    #: ONNX Runtime on the bundle's exported graphs; TensorFlow/Keras are not imported.
+    ONNX = "onnx"
+    #: Keras 3 (TensorFlow, JAX or PyTorch backend) on the bundle's weight files.
+    KERAS = "keras"
