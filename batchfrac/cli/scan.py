@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..defaults import DEFAULT_MODALITIES, DEFAULT_TIMEOUT_S
-from ..enums import Routing
+from ..enums import Backend, Routing
 from ..exitcodes import ExitCode
 
 
@@ -23,7 +23,13 @@ def scan(
     workers: Annotated[
         int | None, typer.Option(help="Decoding processes (default: one per core); 0 = in-process.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 32,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Images per inference batch (default: 16 on a CPU with ONNX, 32 with "
+            "Keras, sized to its free memory on a GPU)."
+        ),
+    ] = None,
     scheduler: Annotated[
         str | None, typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786.")
     ] = None,
@@ -37,6 +43,13 @@ def scan(
     max_pixels: Annotated[
         int | None, typer.Option(help="Cap on Rows x Columns x Frames x Samples.")
     ] = None,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            help="What runs the networks: onnx (ONNX Runtime, no TensorFlow import), "
+            "keras, or auto (onnx when the bundle has ONNX graphs)."
+        ),
+    ] = Backend.AUTO,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress or summary (cron).")] = False,
     chunk_size: Annotated[int, typer.Option(help="Files per decoding task.")] = 16,
     timeout: Annotated[
@@ -86,6 +99,7 @@ def scan(
             max_pixels=max_pixels,
             csv=csv,
             timeout=timeout or None,
+            backend=backend,
         )
     except ValueError as exc:
         err.print(f"error: {exc}", style="bold red", markup=False, highlight=False)

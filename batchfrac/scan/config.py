@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..defaults import DEFAULT_LOW_CONFIDENCE, DEFAULT_MODALITIES, DEFAULT_TIMEOUT_S
-from ..enums import Routing
+from ..enums import Backend, Routing
 
 
 def default_workers() -> int:
@@ -28,7 +28,9 @@ class ScanConfig:
     out: Path
     bundle: Path
     workers: int = field(default_factory=default_workers)
-    batch_size: int = 32
+    #: Images per inference batch; ``None``: what suits the backend's device
+    #: (:mod:`batchfrac.bundle.device`).
+    batch_size: int | None = None
     chunk_size: int = 16
     scheduler: str | None = None
     routing: Routing = Routing.HARD
@@ -38,11 +40,12 @@ class ScanConfig:
     low_confidence: float = DEFAULT_LOW_CONFIDENCE
     window: int | None = None
     timeout: float | None = DEFAULT_TIMEOUT_S
+    backend: Backend = Backend.AUTO
 
     def __post_init__(self) -> None:
         checks = {
             "--workers must be >= 0": self.workers >= 0,
-            "--batch-size must be >= 1": self.batch_size >= 1,
+            "--batch-size must be >= 1": self.batch_size is None or self.batch_size >= 1,
             "--chunk-size must be >= 1": self.chunk_size >= 1,
             "--max-pixels must be >= 1": self.max_pixels is None or self.max_pixels >= 1,
             "--modalities must name at least one modality": bool(self.modalities),
@@ -54,12 +57,23 @@ class ScanConfig:
         if failed:
             raise ValueError("; ".join(failed))
         object.__setattr__(self, "routing", Routing(self.routing))
+        object.__setattr__(self, "backend", Backend(self.backend))
         object.__setattr__(self, "modalities", tuple(self.modalities))
 
     @property
     def in_flight(self) -> int:
         """Chunks submitted but not yet consumed: enough to keep every worker busy."""
         return self.window or max(2, 2 * max(self.workers, 1))
+
+    @property
+    def inference_threads(self) -> int:
+        """ONNX Runtime threads on the driver: the cores that this scan's decoding
+        processes leave free, at least one (all of them when decoding runs in this
+        process, between batches, or on another machine's cluster)."""
+        cores = default_workers()
+        if self.workers == 0 or self.scheduler:
+            return cores
+        return max(1, cores - self.workers)
 
     def arguments(self) -> dict[str, Any]:
         """JSON-ready arguments for ``run.json``."""
@@ -69,6 +83,7 @@ class ScanConfig:
             out=str(self.out),
             bundle=str(self.bundle),
             routing=self.routing.value,
+            backend=self.backend.value,
             modalities=list(self.modalities),
         )
         return out

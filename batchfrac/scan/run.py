@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from .. import __version__
-from ..enums import Bone, Head
+from ..enums import Backend, Bone, Head
 from ..errors import BatchfracError, BundleError
 from ..ingest.preprocess import PreprocessSpec
 from ..report.parquet import Provenance
-from ..report.runinfo import BundleInfo, RunInfo, RunRecord, ScanWork
+from ..report.runinfo import BundleInfo, InferenceInfo, RunInfo, RunRecord, ScanWork
 from ..report.schema import load_schema
 from ..report.writer import ScanSummary, write_reports
 from .chunks import IngestChunk, NullObserver, ScanObserver, local_ingest, pending_chunks
@@ -40,6 +40,7 @@ from .inference import BatchPredictor, InferenceBundle
 from .resume import Ledger, config_id, outdir_lock, remove_stale_temp_files
 
 if TYPE_CHECKING:
+    from ..bundle.device import BackendInfo
     from ..ingest.entry import IngestConfig
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,11 @@ class ScanBundle(InferenceBundle, Protocol):
     def threshold(self, bone: Bone) -> float: ...
 
     def weights_sha256(self) -> dict[str, str]: ...
+
+    @property
+    def backend(self) -> BackendInfo: ...
+
+    def use_backend(self, backend: Backend, *, threads: int | None = None) -> BackendInfo: ...
 
 
 class ScanPathError(BatchfracError):
@@ -141,6 +147,7 @@ def run_scan(
         bundle = bundle or load_bundle(config.bundle)
         log.info("bundle %s from %s%s", bundle.bundle_id, bundle.path,
                  " (DEMO)" if bundle.demo else "")  # fmt: skip
+        choose_backend(bundle, config)
         ingest_config = ingest_settings(config, bundle.spec)
         provenance = Provenance(
             run_id=info.run_id,
@@ -149,7 +156,9 @@ def run_scan(
             spec_id=bundle.spec.spec_id,
             spec=bundle.spec.to_dict(),
             weights_sha256=bundle.weights_sha256(),
-            config_id=config_id(scan_settings(config, bundle.bundle_id, ingest_config)),
+            config_id=config_id(
+                scan_settings(config, bundle.bundle_id, ingest_config, bundle.backend.name)
+            ),
             demo_notice=bundle.notice if bundle.demo else None,
         )
         ledger = Ledger(config.out, provenance.config_id).load()
@@ -158,9 +167,30 @@ def run_scan(
         work = scan_pending(
             config, bundle, ingest_config, ledger, provenance, observer, ingest, started=clock
         )
-        record = RunRecord(info, BundleInfo.of(bundle), provenance, config.arguments(), work)
+        size = batch_size(config, bundle)
+        inference = InferenceInfo.of(config.backend.value, bundle.backend, size)
+        record = RunRecord(
+            info, BundleInfo.of(bundle), provenance, config.arguments(), work, inference
+        )
         thresholds = {bone: bundle.threshold(bone) for bone in Bone}
         return write_reports(config.out, ledger.assemble(), thresholds, record, csv=config.csv)
+
+
+def choose_backend(bundle: ScanBundle, config: ScanConfig) -> BackendInfo:
+    """Run the bundle's networks on ``--backend`` and log the choice (and any fallback)."""
+    backend = bundle.use_backend(config.backend, threads=config.inference_threads)
+    if backend.note:
+        log.warning("--backend %s: running on Keras because %s", config.backend.value,
+                    backend.note)  # fmt: skip
+    log.info("inference on %s (%s), batch size %d%s", backend.name, backend.device,
+             batch_size(config, bundle),
+             f", {backend.threads} threads" if backend.threads else "")  # fmt: skip
+    return backend
+
+
+def batch_size(config: ScanConfig, bundle: ScanBundle) -> int:
+    """``--batch-size``, or the size that suits the backend's device."""
+    return config.batch_size or bundle.backend.batch_size
 
 
 def ingest_settings(config: ScanConfig, spec: PreprocessSpec) -> IngestConfig:
@@ -173,12 +203,14 @@ def ingest_settings(config: ScanConfig, spec: PreprocessSpec) -> IngestConfig:
 
 
 def scan_settings(
-    config: ScanConfig, bundle_id: str, ingest_config: IngestConfig
+    config: ScanConfig, bundle_id: str, ingest_config: IngestConfig, bundle_backend: str
 ) -> dict[str, object]:
-    """The settings that change a report row: their hash is the resume ``config_id``."""
+    """The settings that change a report row: their hash is the resume ``config_id``
+    (the backend too: its probabilities differ from another's in the sixth decimal)."""
     return {
         "bundle_id": bundle_id,
         "routing": config.routing.value,
+        "backend": bundle_backend,
         "modalities": sorted(config.modalities),
         "decode": repr(ingest_config.decode),
         "low_confidence": config.low_confidence,
@@ -205,7 +237,8 @@ def scan_pending(
     from ..ingest.entry import ingest_chunk
 
     clock = time.perf_counter() if started is None else started
-    predictor = BatchPredictor(bundle, batch_size=config.batch_size, routing=config.routing)
+    size = batch_size(config, bundle)
+    predictor = BatchPredictor(bundle, batch_size=size, routing=config.routing)
     inference = ChunkInference(
         predictor,
         lambda rows: ledger.write_part(rows, provenance),
@@ -214,7 +247,7 @@ def scan_pending(
     )
     chunks = pending_chunks(config.archive, ledger, config.chunk_size, observer)
     first = next(chunks, None)
-    warm = _Background(predictor.warm_up if first is not None else None)
+    warm = _Background(_warm_up(predictor, inference) if first is not None else None)
     chunks = itertools.chain([first] if first is not None else [], chunks)
     task = ingest or ingest_chunk
     if config.workers == 0 and not config.scheduler:
@@ -245,7 +278,16 @@ def scan_pending(
         wall_s=time.perf_counter() - clock,
         decode_s=inference.decode_ms / 1000,
         inference_s=predictor.seconds,
+        inference_idle_share=inference.idle_share,
     )
+
+
+def _warm_up(predictor: BatchPredictor, inference: ChunkInference) -> Callable[[], None]:
+    def work() -> None:
+        predictor.warm_up()
+        inference.ready()
+
+    return work
 
 
 class _Background:

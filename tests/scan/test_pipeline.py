@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import dask
 import pyarrow.parquet as pq
 import pytest
 
-from batchfrac.enums import Reason, Status
+from batchfrac.enums import Backend, Reason, Status
 from batchfrac.errors import BundleError
 from batchfrac.report.rows import ImageRow
 from batchfrac.scan.cluster import LOCAL_CLUSTER_CONFIG, WORKER_MALLOC_ENVIRON, dask_ingest
@@ -54,6 +55,20 @@ class TestChunkInference:
         assert bundle.trunk_batches == [3, 3]
         assert all(r.bone is not None for rows in written for r in rows if r.status == "ok")
 
+    def test_idle_time_is_time_without_images_once_the_networks_are_ready(self) -> None:
+        inference = ChunkInference(BatchPredictor(FakeBundle(), batch_size=2), lambda rows: None)
+        inference.add(["/a"], [ok_result("/a", 0.1)])  # before ready(): not idle time
+        assert inference.idle_s == 0.0 and inference.idle_share is None
+        inference.ready()
+        time.sleep(0.2)  # waiting for the next decoded chunk
+        inference.add(["/b"], [ok_result("/b", 0.2)])
+        waited = inference.idle_s
+        assert waited >= 0.2
+        inference.finish()
+        share = inference.idle_share
+        assert share is not None and 0.0 < share <= 1.0
+        assert inference.idle_s >= waited
+
     def test_an_ok_result_without_pixels_is_a_bug(self) -> None:
         inference = ChunkInference(BatchPredictor(FakeBundle()), lambda rows: None)
         broken = ok_result("/a", 0.1)
@@ -75,6 +90,33 @@ def test_in_process_scan_accounts_for_every_file(tmp_path: Path) -> None:
     assert counts["studies"] == 2
     assert summary.run["throughput"]["trunk_passes_per_image"] == pytest.approx(6 / 4)
     assert len(list((out / PARTS_DIR).glob("part-*.parquet"))) == 3
+    inference = summary.run["inference"]
+    assert (inference["requested"], inference["backend"], inference["batch_size"]) == (
+        "auto", "fake", 3
+    )  # fmt: skip
+    assert 0.0 <= summary.run["throughput"]["inference_idle_share"] <= 1.0
+
+
+def test_the_scan_asks_the_bundle_for_its_backend_with_the_free_cores(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    make_dicom_archive(archive)
+    bundle = FakeBundle()
+    config = ScanConfig(archive, tmp_path / "out", Path("unused"), workers=0, backend="keras")
+    summary = run_scan(config, bundle=bundle)
+    assert bundle.backend_requested == (Backend.KERAS, config.inference_threads)
+    assert summary.run["inference"]["batch_size"] == FakeBundle.backend.batch_size
+    assert summary.run["arguments"]["backend"] == "keras"
+
+
+def test_inference_threads_are_the_cores_decoding_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
+    import batchfrac.scan.config as config_module
+
+    monkeypatch.setattr(config_module, "default_workers", lambda: 4)
+    base = (Path("a"), Path("o"), Path("b"))
+    assert ScanConfig(*base, workers=0).inference_threads == 4  # decoding between batches
+    assert ScanConfig(*base, workers=3).inference_threads == 1
+    assert ScanConfig(*base, workers=8).inference_threads == 1
+    assert ScanConfig(*base, workers=2, scheduler="tcp://h:8786").inference_threads == 4
 
 
 def test_config_rejects_bad_values() -> None:
@@ -225,7 +267,7 @@ def test_a_rerun_with_nothing_left_to_decode_builds_no_network(tmp_path: Path) -
     config = ScanConfig(archive, tmp_path / "out", Path("unused"), workers=0, chunk_size=3)
     first = FakeBundle()
     run_scan(config, bundle=first)
-    assert first.trunk_batches[0] == config.batch_size  # the warm-up batch
+    assert first.trunk_batches[0] == FakeBundle.backend.batch_size  # the warm-up batch
     again = FakeBundle()
     summary = run_scan(config, bundle=again)
     assert summary.run["counts"]["files_reused"] > 0
