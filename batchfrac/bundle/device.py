@@ -33,9 +33,9 @@ class BackendInfo:
     """Which backend runs a bundle's networks, on what, and how it was chosen.
 
     ``name`` is ``onnx`` or ``keras``; ``note`` says why ``auto`` fell back to Keras;
-    ``device`` is ``cpu`` or ``gpu``; ``providers`` are ONNX Runtime's execution
-    providers in use (or the Keras backend); ``threads`` the intra-op threads
-    (``None``: the runtime's default); ``graphs_sha256`` the ONNX files in use;
+    ``device`` is ``cpu``, ``gpu`` (or ``tpu``, Keras on JAX); ``providers`` are
+    ONNX Runtime's execution providers in use (or the Keras backend); ``threads`` the
+    intra-op threads (``None``: the runtime's default); ``graphs_sha256`` the ONNX files in use;
     ``fixed_batch`` whether every call must have the same batch size (compiled graphs
     that would be traced again for a new size) and ``batch_size`` the size that suits
     the device.

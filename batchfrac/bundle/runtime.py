@@ -157,8 +157,13 @@ class BundleRuntime:
 
     @property
     def device(self) -> str:
-        """``gpu`` when Keras places the networks on a GPU, else ``cpu``."""
-        return "gpu" if keras.distribution.list_devices("gpu") else "cpu"
+        """Where Keras places the networks: ``gpu``, ``tpu`` or ``cpu``."""
+        try:  # default device type: an accelerator when there is one
+            devices = keras.distribution.list_devices()
+        except (AttributeError, NotImplementedError):  # a backend without distribution_lib
+            return "cpu"
+        kind = str(devices[0]).split(":")[0].lower() if devices else "cpu"
+        return kind if kind in ("gpu", "tpu") else "cpu"
 
     def info(self, planned: BackendInfo | None = None) -> BackendInfo:
         """This runtime as the scan records it (``planned``: what was chosen before Keras

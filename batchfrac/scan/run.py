@@ -246,11 +246,16 @@ def scan_pending(
         observer=observer,
     )
     chunks = pending_chunks(config.archive, ledger, config.chunk_size, observer)
-    first = next(chunks, None)
-    warm = _Background(_warm_up(predictor, inference) if first is not None else None)
-    chunks = itertools.chain([first] if first is not None else [], chunks)
+    # The first chunks (one per worker at most) are walked before any worker starts: a
+    # small archive (a night's new files) needs fewer decoding processes than --workers,
+    # and each one costs about 3 CPU-seconds to start.
+    head = list(itertools.islice(chunks, max(1, config.workers)))
+    warm = _Background(_warm_up(predictor, inference) if head else None)
+    chunks = itertools.chain(head, chunks)
     task = ingest or ingest_chunk
-    if config.workers == 0 and not config.scheduler:
+    if not head:  # nothing left to decode: no cluster to start
+        stream = local_ingest(chunks, ingest_config, task)
+    elif config.workers == 0 and not config.scheduler:
         if config.timeout is not None:
             log.info("--workers 0: files are decoded in this process, without --timeout")
         stream = local_ingest(chunks, ingest_config, task)
@@ -259,7 +264,7 @@ def scan_pending(
             chunks,
             ingest_config,
             task,
-            workers=config.workers,
+            workers=max(1, min(config.workers, len(head))),
             window=config.in_flight,
             scheduler=config.scheduler,
             timeout=config.timeout,

@@ -286,3 +286,27 @@ def test_local_cluster_workers_reuse_freed_image_buffers(
     settings = dict(item.split("=") for item in (results[0].detail or "").split(","))
     assert settings == {**WORKER_MALLOC_ENVIRON, "OMP_NUM_THREADS": "1"}  # Dask's own kept
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # this process's env restored
+
+
+@pytest.mark.parametrize(("chunk_size", "workers"), [(3, 3), (16, 1)])  # 7 files
+def test_a_small_archive_starts_one_decoding_process_per_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_size: int, workers: int
+) -> None:
+    import batchfrac.scan.run as run_module
+    from batchfrac.scan.chunks import local_ingest
+
+    started: list[int] = []
+
+    def fake_dask_ingest(chunks, config, task, **options):
+        started.append(options["workers"])
+        yield from local_ingest(chunks, config, task)
+
+    monkeypatch.setattr(run_module, "dask_ingest", fake_dask_ingest)
+    archive = tmp_path / "archive"
+    expected = make_dicom_archive(archive)
+    config = ScanConfig(archive, tmp_path / "out", Path("unused"), workers=4, chunk_size=chunk_size)
+    run_scan(config, bundle=FakeBundle())
+    assert started == [workers]
+    assert statuses(tmp_path / "out", archive) == expected
+    run_scan(config, bundle=FakeBundle())  # nothing left to decode: no cluster at all
+    assert started == [workers]
