@@ -26,7 +26,7 @@ def scan(
     batch_size: Annotated[
         int | None,
         typer.Option(
-            help="Images per inference batch (default: 16 on a CPU with ONNX, 32 with "
+            help="Images per inference batch (default: 8 on a CPU with ONNX, 32 with "
             "Keras, sized to its free memory on a GPU)."
         ),
     ] = None,
