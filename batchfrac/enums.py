@@ -204,3 +204,15 @@ class CamScore(str, Enum):
     LOG_ODDS = "log_odds"
     LOGIT = "logit"
     PROBABILITY = "probability"
+
+
+class Backend(str, Enum):
+    """What runs a bundle's networks in a scan (``batchfrac scan --backend``)."""
+
+    #: ONNX Runtime when the bundle carries verified ONNX graphs and onnxruntime is
+    #: installed, else Keras (the scan's log and run.json say why).
+    AUTO = "auto"
+    #: ONNX Runtime on the bundle's exported graphs; TensorFlow/Keras are not imported.
+    ONNX = "onnx"
+    #: Keras 3 (TensorFlow, JAX or PyTorch backend) on the bundle's weight files.
+    KERAS = "keras"

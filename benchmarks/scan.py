@@ -9,14 +9,16 @@ It writes a synthetic archive of about ``--images`` radiographs (``batchfrac.syn
 2000-2500 px, 12-bit, mixed transfer syntaxes, plus junk files) and a 4x copy of it
 (four folders of other studies with the same pixels), then prints, all from this one run:
 
-- ``scan``: images/s of ``batchfrac scan`` on the archive (``run.json``: ok images /
-  scan wall time, cluster start and bundle load included), and its B0 trunk passes
-  per image;
+- ``scan``: images/s of ``batchfrac scan`` on the archive: ok images / the wall time of
+  the whole ``batchfrac scan`` process (interpreter start, imports, cluster start, bundle
+  load, reports and exit included), and its B0 trunk passes per image;
 - ``scan, steady state``: the marginal rate of the 4N scan over the N scan,
   ``(ok 4N - ok N) / (wall 4N - wall N)``: every per-scan fixed cost (cluster start,
-  network building and tracing, reports' fixed part) cancels out, as the naive loop's
-  model building is left out of its timing. This is the rate that decides how long an
+  network loading, reports' fixed part) cancels out, as the naive loop's model
+  building is left out of its timing. This is the rate that decides how long an
   overnight scan of a large archive takes; the fixed cost is reported beside it;
+- ``start``: the wall time of a scan of a one-file archive (the scan's fixed cost)
+  against ``python -c "import tensorflow, keras"`` on the same machine (medians of 3);
 - ``naive``: images/s of a per-image loop ``pydicom.dcmread -> our preprocess ->
   router full_model.predict -> bone full_model.predict`` with eight separate full
   models (the paper's layout; 2 B0 passes per image; model building and the first
@@ -25,8 +27,9 @@ It writes a synthetic archive of about ``--images`` radiographs (``batchfrac.syn
   against the naive loop's steady state), and the peak RSS (scan process plus its Dask
   workers, sampled by psutil) for N and 4N files.
 
-Targets on a 2-core machine: ratio >= 6, <= 1.15 trunk passes per image, peak RSS
-growth from N to 4N files < 10%.
+Targets on a 2-core machine: whole-run ratio >= 6 on N and 4N images, one-file scan
+<= the TensorFlow import, <= 1.15 trunk passes per image, peak RSS growth from N to
+4N files < 10%.
 """
 
 from __future__ import annotations
@@ -126,21 +129,64 @@ class PeakRss:
         return self.peak
 
 
-def run_scan(archive: Path, out: Path, args: argparse.Namespace) -> tuple[dict, int]:
-    """Run `batchfrac scan` in a subprocess; return its run.json and peak RSS (bytes)."""
+def run_scan(archive: Path, out: Path, args: argparse.Namespace) -> tuple[dict, int, float]:
+    """Run `batchfrac scan` in a subprocess; return its run.json, peak RSS (bytes) and
+    the process's wall time (s)."""
     command = [
         sys.executable, "-m", "batchfrac", "scan", str(archive), "--out", str(out),
-        "--bundle", str(args.bundle), "--batch-size", str(args.batch_size), "--quiet",
+        "--bundle", str(args.bundle), "--backend", args.backend, "--quiet",
     ]  # fmt: skip
+    if args.batch_size is not None:
+        command += ["--batch-size", str(args.batch_size)]
     if args.workers is not None:
         command += ["--workers", str(args.workers)]
+    started = time.perf_counter()
     process = subprocess.Popen(command, env=ENV, stderr=subprocess.PIPE, text=True)
     sampler = PeakRss(process.pid)
     _, stderr = process.communicate()
+    wall = time.perf_counter() - started
     peak = sampler.stop()
     if process.returncode not in (0, 3):
         raise SystemExit(f"scan failed ({process.returncode}):\n{stderr}")
-    return json.loads((out / "run.json").read_text()), peak
+    return json.loads((out / "run.json").read_text()), peak, wall
+
+
+def median_wall(command: list[str], repeat: int = 3) -> float:
+    """Median wall seconds of ``command`` (a subprocess) over ``repeat`` runs."""
+    walls = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run(command, env=ENV, check=False, capture_output=True)
+        walls.append(time.perf_counter() - started)
+    return float(np.median(walls))
+
+
+def start_costs(root: Path, archive: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """Median wall of a one-file scan (its fixed cost) and of the TensorFlow import."""
+    one = root / "one-file"
+    if not one.exists():
+        with open(archive / "ground_truth.csv", newline="") as handle:
+            first = archive / next(csv.DictReader(handle))["path"]
+        one.mkdir()
+        shutil.copy(first, one / first.name)
+    walls = []
+    for _ in range(3):
+        shutil.rmtree(root / "out-one", ignore_errors=True)
+        walls.append(run_scan(one, root / "out-one", args)[2])
+    tensorflow = median_wall([sys.executable, "-c", "import tensorflow, keras"])
+    return float(np.median(walls)), tensorflow
+
+
+def machine() -> str:
+    """CPU model and count, and the load average now (others share this machine)."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return f"{psutil.cpu_count()} x {model}, load average {load}"
 
 
 class NaiveLoop:
@@ -185,17 +231,13 @@ class NaiveLoop:
         return len(paths) / (time.perf_counter() - start), len(paths)
 
 
-def steady_state(run_n: dict, run_4n: dict) -> tuple[float, float]:
+def steady_state(ok_n: int, wall_n: float, ok_4n: int, wall_4n: float) -> tuple[float, float]:
     """Marginal images/s of the larger scan over the smaller, and the fixed seconds per scan.
 
     With wall = fixed + images / rate for both runs, the difference of the two cancels
     ``fixed``; ``fixed`` is then what the smaller run spent beyond its images. NaN when
     the larger run was not longer (archives too small to tell start-up from work).
     """
-    ok_n = run_n["counts"]["status"].get("ok", 0)
-    ok_4n = run_4n["counts"]["status"].get("ok", 0)
-    wall_n = run_n["throughput"]["wall_s"]
-    wall_4n = run_4n["throughput"]["wall_s"]
     if ok_4n <= ok_n or wall_4n <= wall_n:
         return math.nan, math.nan
     rate = (ok_4n - ok_n) / (wall_4n - wall_n)
@@ -211,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         "--bundle", type=Path, default=Path(str(files("batchfrac") / "demo_bundle"))
     )
     parser.add_argument("--workers", type=int, default=None, help="scan --workers [cores]")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None, help="scan --batch-size [auto]")
+    parser.add_argument("--backend", default="auto", help="scan --backend [auto]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--keep", type=Path, help="work in this folder and keep it (reuses archives)"
@@ -230,20 +273,21 @@ def main(argv: list[str] | None = None) -> int:
             replicate(root / "archive", root / "archive4", 4)
         for name in ("out-n", "out-4n"):
             shutil.rmtree(root / name, ignore_errors=True)
+        load_before = machine()
         # The naive loop runs before and after the scans (mean of both): on a shared
         # machine the load changes during the benchmark.
         naive_loop = NaiveLoop(args.bundle)
         before, naive_n = naive_loop.images_per_s(root / "archive", args.naive_images)
-        run_n, rss_n = run_scan(root / "archive", root / "out-n", args)
-        run_4n, rss_4n = run_scan(root / "archive4", root / "out-4n", args)
+        run_n, rss_n, wall_n = run_scan(root / "archive", root / "out-n", args)
+        run_4n, rss_4n, wall_4n = run_scan(root / "archive4", root / "out-4n", args)
+        one_file_s, tensorflow_s = start_costs(root, root / "archive", args)
         after, _ = naive_loop.images_per_s(root / "archive", args.naive_images)
         naive = (before + after) / 2
+        load_after = machine().rsplit("load average ", 1)[1]
     n_images = run_n["counts"]["status"].get("ok", 0)
-    ours = run_n["throughput"]["images_per_s"]
-    t4 = run_4n["throughput"]
-    ours_4n = t4["images_per_s"]
-    steady, fixed_s = steady_state(run_n, run_4n)
     n_4n = run_4n["counts"]["status"].get("ok", 0)
+    t4 = run_4n["throughput"]
+    steady, fixed_s = steady_state(n_images, wall_n, n_4n, wall_4n)
 
     def whole_run(images: int, scan_wall: float) -> float:
         # both sides' start-up included: naive seconds for the same images / scan seconds
@@ -251,28 +295,43 @@ def main(argv: list[str] | None = None) -> int:
 
     passes = run_n["throughput"]["trunk_passes_per_image"]
     growth = (rss_4n - rss_n) / rss_n * 100
+    inference = run_4n["inference"]
+    per_image = 1000 / max(n_4n, 1)
     out.write(
         f"batchfrac scan benchmark: {n_images} images ({low}-{high} px, 12-bit, mixed "
-        f"syntaxes) and 4x that; {psutil.cpu_count()} CPUs, Python "
+        f"syntaxes) and 4x that; {load_before} (after: {load_after}); Python "
         f"{platform.python_version()}, bundle {run_n['bundle']['id']} "
-        f"(image size {run_n['preprocessing']['spec'].get('image_size')})\n\n"
+        f"(image size {run_n['preprocessing']['spec'].get('image_size')}); backend "
+        f"{inference['backend']} ({', '.join(inference['providers'])}), "
+        f"{inference['threads'] or 'default'} inference threads, batch "
+        f"{inference['batch_size']}\n\n"
         f"| measure | value | target |\n|---|---:|---:|\n"
-        f"| scan images/s (N) | {ours:.2f} | |\n"
-        f"| scan images/s (4N) | {ours_4n:.2f} | |\n"
-        f"| 4N: worker decode s, driver inference s, wall s | {t4['decode_s']:.0f}, "
-        f"{t4['inference_s']:.0f}, {t4['wall_s']:.0f} | |\n"
+        f"| scan wall s, whole process (N; 4N) | {wall_n:.1f}; {wall_4n:.1f} | |\n"
+        f"| scan images/s, whole process (N; 4N) | {n_images / wall_n:.2f}; "
+        f"{n_4n / wall_4n:.2f} | |\n"
+        f"| 4N: worker decode s, driver inference s | {t4['decode_s']:.0f}, "
+        f"{t4['inference_s']:.0f} | |\n"
+        f"| 4N per image: decode ms, inference ms, inference idle share | "
+        f"{t4['decode_s'] * per_image:.0f}, {t4['inference_s'] * per_image:.0f}, "
+        f"{t4['inference_idle_share']} | |\n"
         f"| naive loop images/s ({naive_n} images; before, after) | {naive:.2f} "
         f"({before:.2f}, {after:.2f}) | |\n"
         f"| scan images/s, steady state (4N - N) | {steady:.2f} | |\n"
         f"| scan fixed cost per run (s) | {fixed_s:.1f} | |\n"
+        f"| one-file scan wall s (median of 3) | {one_file_s:.1f} | |\n"
+        f'| `python -c "import tensorflow, keras"` wall s (median of 3) | '
+        f"{tensorflow_s:.1f} | |\n"
+        f"| one-file scan / TensorFlow import | {one_file_s / tensorflow_s:.2f} | <= 1 |\n"
         f"| speed-up, steady state (neither side's start-up timed) | {steady / naive:.1f}x "
-        f"| >= 6x |\n"
-        f"| naive loop start-up (8 models built and traced) s | {naive_loop.startup_s:.1f} | |\n"
-        f"| speed-up, whole run, both start-ups included (N; 4N) | "
-        f"{whole_run(n_images, run_n['throughput']['wall_s']):.1f}x; "
-        f"{whole_run(n_4n, t4['wall_s']):.1f}x | |\n"
-        f"| speed-up, scan's start-up included, naive's not (N; 4N) | {ours / naive:.1f}x; "
-        f"{ours_4n / naive:.1f}x | |\n"
+        f"| |\n"
+        f"| naive loop start-up (TensorFlow import, 8 models built and traced) s | "
+        f"{naive_loop.startup_s:.1f} | |\n"
+        f"| speed-up, whole run, both start-ups included (N) | "
+        f"{whole_run(n_images, wall_n):.1f}x | >= 6x |\n"
+        f"| speed-up, whole run, both start-ups included (4N) | "
+        f"{whole_run(n_4n, wall_4n):.1f}x | >= 6x |\n"
+        f"| speed-up, scan's start-up included, naive's not (N; 4N) | "
+        f"{n_images / wall_n / naive:.1f}x; {n_4n / wall_4n / naive:.1f}x | |\n"
         f"| B0 trunk passes per image (scan) | {passes:.3f} | <= 1.15 |\n"
         f"| B0 passes per image (naive) | 2.000 | |\n"
         f"| peak RSS, N files | {rss_n / 2**20:.0f} MiB | |\n"

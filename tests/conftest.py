@@ -29,4 +29,20 @@ def sample_archive() -> Path:
 def tiny_bundle(request: pytest.FixtureRequest) -> Path:
     """A real bundle at image size 64 (random, calibrated weights; all eight heads), built
     once and cached between test sessions in pytest's cache directory."""
-    return cached_tiny_bundle(Path(request.config.cache.mkdir("batchfrac-tiny-bundle-v1")))
+    return cached_tiny_bundle(Path(request.config.cache.mkdir("batchfrac-tiny-bundle-v2")))
+
+
+@pytest.fixture(scope="session")
+def demo_bundle_path() -> Path:
+    """The shipped demo bundle (read only)."""
+    return REPO / "batchfrac" / "demo_bundle"
+
+
+@pytest.fixture(scope="session")
+def demo_on_keras(demo_bundle_path: Path):  # -> ModelBundle (imported lazily: Keras)
+    """The demo bundle on Keras, its nine networks built once per test session (~30 s)."""
+    from batchfrac.bundle.format import ModelBundle
+
+    bundle = ModelBundle.load(demo_bundle_path)
+    bundle.use_backend("keras")
+    return bundle

@@ -294,7 +294,8 @@ def gdcm_abort_jpeg(directory: Path) -> Hostile:
     data = bytearray(path.read_bytes())
     data[pixel_data_offset(path) + 112] ^= 1
     path.write_bytes(bytes(data))
-    return Hostile(path, "baseline JPEG frame with a flipped bit that makes gdcm abort", OK_OR_ERROR)
+    what = "baseline JPEG frame with a flipped bit that makes gdcm abort"
+    return Hostile(path, what, OK_OR_ERROR)
 
 
 def truncated(directory: Path, syntax: str, where: str = "pixels") -> Hostile:

@@ -16,7 +16,7 @@ from batchfrac.report.deidentify import PSEUDONYMS_META_KEY, ReportPseudonyms
 from batchfrac.report.heatmap import png_bytes, render_overlay, render_thumbnail
 from batchfrac.report.parquet import Provenance
 from batchfrac.report.rows import ImageRow
-from batchfrac.report.runinfo import BundleInfo, RunInfo, RunRecord, ScanWork
+from batchfrac.report.runinfo import BundleInfo, InferenceInfo, RunInfo, RunRecord, ScanWork
 from batchfrac.report.schema import load_schema, rows_to_table
 from batchfrac.report.writer import ScanSummary, write_reports
 
@@ -148,7 +148,10 @@ def write_sample_report(
     bundle = BundleInfo("ca6c1d282891f980", "/bundle", True, DEMO_NOTICE, "0" * 64)
     ok = sum(r.status == Status.OK.value for r in rows)
     work = ScanWork(0, len(rows), ok, ok + 3, 4.2, 3.0, 1.1)
-    record = RunRecord(info, bundle, provenance, {"archive": archive, "workers": 2}, work)
+    inference = InferenceInfo("auto", "onnx", None, "cpu", ("CPUExecutionProvider",), 1, 8, {})
+    record = RunRecord(
+        info, bundle, provenance, {"archive": archive, "workers": 2}, work, inference
+    )
     summary = write_reports(out, table, {bone: 0.5 for bone in Bone}, record, csv=True)
     return SampleReport(out, summary, rows, pictures)
 

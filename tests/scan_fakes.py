@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from batchfrac.enums import Bone, Head, Reason, Status
+from batchfrac.bundle.device import BackendInfo
+from batchfrac.enums import Backend, Bone, Head, Reason, Status
 from batchfrac.ingest.preprocess import PreprocessSpec
 from batchfrac.records import FileStat, ImageResult
 from tests.factories import make_header
@@ -33,6 +34,8 @@ class FakeBundle:
     notice = "FAKE demo bundle"
     trunk_sha256 = "0" * 64
     path = Path("/nonexistent/fake-bundle")
+    fixed_batch = True
+    backend = BackendInfo(name="fake", device="cpu", providers=(), batch_size=32, fixed_batch=True)
 
     def __init__(self, image_size: int = 32, thresholds: dict[Bone, float] | None = None) -> None:
         self.image_size = image_size
@@ -45,6 +48,10 @@ class FakeBundle:
 
     def heads(self) -> list[str]:
         return [h.value for h in Head]
+
+    def use_backend(self, backend: Backend, *, threads: int | None = None) -> BackendInfo:
+        self.backend_requested = (Backend(backend), threads)
+        return self.backend
 
     def threshold(self, bone: Bone) -> float:
         return self._thresholds.get(Bone(bone), 0.5)
@@ -255,7 +262,10 @@ def cached_tiny_bundle(cache_dir: Path) -> Path:
 
     path = cache_dir / "bundle"
     try:
-        ModelBundle.load(path).trunk_features(np.zeros((1, 64, 64, 3), np.float32))
+        bundle = ModelBundle.load(path)
+        if "onnx" not in bundle.meta:
+            raise BundleError("cached before bundles carried ONNX graphs")
+        bundle.trunk_features(np.zeros((1, 64, 64, 3), np.float32))
     except BundleError:
         shutil.rmtree(path, ignore_errors=True)
         build_tiny_bundle(path)

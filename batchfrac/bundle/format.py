@@ -9,8 +9,11 @@ Layout::
 Weight files are content-addressed and never modified; ``bundle.json`` names them with
 their sha256 (how bundles are written: :mod:`batchfrac.bundle.write`).
 
-Loading a bundle reads and verifies metadata and hashes only; Keras is imported the
-first time a network is needed (:mod:`batchfrac.bundle.runtime`).
+    BUNDLE/onnx/<network>-<sha12>.onnx    ONNX graphs of the same networks (optional)
+
+Loading a bundle reads and verifies metadata and hashes only. Its networks run on Keras
+(:mod:`batchfrac.bundle.runtime`; imported the first time a network is needed) unless
+:meth:`ModelBundle.use_backend` picks ONNX Runtime (:mod:`batchfrac.bundle.onnx_runtime`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 
 from ..defaults import DEFAULT_THRESHOLD
-from ..enums import Bone, Head
+from ..enums import Backend, Bone, Head
 from ..errors import BundleError, SpecError
 from ..ingest.preprocess import PreprocessSpec
 from .weights import file_sha256
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
     import keras
     import numpy as np
 
+    from .device import BackendInfo
+    from .onnx_runtime import OnnxRuntime
     from .runtime import BundleRuntime
 
 BUNDLE_FILE = "bundle.json"
@@ -136,6 +141,8 @@ class ModelBundle:
         self.router_classes: list[str] = list(meta["classes"]["router"])
         self.trunk_sha256: str = meta["trunk"]["sha256"]
         self.spec = PreprocessSpec.from_dict(meta["preprocess"])
+        self._onnx: OnnxRuntime | None = None
+        self._backend: BackendInfo | None = None
 
     @classmethod
     def load(cls, path: Path) -> ModelBundle:
@@ -190,22 +197,67 @@ class ModelBundle:
 
         return BundleRuntime(self.path, self.meta)
 
+    def use_backend(self, backend: Backend | str, *, threads: int | None = None) -> BackendInfo:
+        """Run :meth:`trunk_features` and :meth:`head_probs` on ``backend`` from now on.
+
+        ``auto`` picks ONNX Runtime when the bundle has ONNX graphs of its current
+        weights and onnxruntime is installed, else Keras (the returned record's ``note``
+        says why). ``onnx`` raises :class:`BundleError` when it cannot be used.
+        ``threads``: ONNX Runtime's intra-op threads (``None``: one per core).
+        Switching backends does not mix features: call it before inference.
+        """
+        from .device import keras_info
+        from .onnx_runtime import OnnxRuntime, onnx_problem
+
+        choice = Backend(backend)
+        problem = onnx_problem(self.meta) if choice is not Backend.KERAS else None
+        if choice is Backend.ONNX and problem is not None:
+            raise BundleError(f"{self.path}: cannot run on ONNX Runtime: {problem}")
+        if choice is Backend.KERAS or problem is not None:
+            self._onnx = None
+            self._backend = keras_info(self.image_size, note=problem)
+        else:
+            self._onnx = OnnxRuntime(self.path, self.meta, threads=threads)
+            self._backend = self._onnx.info()
+        return self._backend
+
+    @property
+    def backend(self) -> BackendInfo:
+        """What runs the networks (Keras until :meth:`use_backend` says otherwise); for
+        Keras, the device it found once the networks are built."""
+        from .device import keras_info
+
+        if self._backend is None:
+            self._backend = keras_info(self.image_size)
+        if self._onnx is None and "runtime" in self.__dict__:  # built: ask Keras itself
+            return self.runtime.info(self._backend)
+        return self._backend
+
+    @property
+    def fixed_batch(self) -> bool:
+        """Whether every trunk call should get the same batch size (Keras' traced graphs)."""
+        return self._onnx is None
+
+    def _engine(self) -> BundleRuntime | OnnxRuntime:
+        return self._onnx if self._onnx is not None else self.runtime
+
     def trunk_features(self, x: np.ndarray) -> list[np.ndarray]:
-        """One trunk pass: ``x`` (N,S,S,3) float32 in [0,1] -> the two trunk outputs."""
-        return self.runtime.features(x)
+        """One trunk pass: ``x`` (N,S,S,3) float32 in [0,1] -> the two trunk outputs
+        (NHWC on Keras, NCHW on ONNX: hand them only to :meth:`head_probs`)."""
+        return self._engine().features(x)
 
     def head_probs(self, name: str | Head, features: Sequence[np.ndarray]) -> np.ndarray:
         """Class probabilities ``(N, n_classes)`` of head ``name`` on trunk features."""
         self.head_meta(name)
-        return self.runtime.probs(head_name(name), features)
+        return self._engine().probs(head_name(name), features)
 
     def all_head_probs(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every head's probabilities on images ``x``: the trunk once and all heads, fused
-        into one compiled call. More arithmetic than routing (each head sees every
+        into one compiled call on Keras. More arithmetic than routing (each head sees every
         image) but one host->device copy and one call: the fast path on accelerators."""
-        return self.runtime.all_probs(x, self.heads())
+        return self._engine().all_probs(x, self.heads())
 
     def full_model(self, name: str | Head) -> keras.Model:
-        """A standalone trunk+head model (the paper's one-network-per-task layout)."""
+        """A standalone trunk+head Keras model (the paper's one-network-per-task layout)."""
         self.head_meta(name)
         return self.runtime.full_model(head_name(name))

@@ -16,6 +16,7 @@ weights *path* does not; :func:`build_backbone` always builds the path structure
 folds that factor into the normalisation variance (``var' = var * stddev``), so
 ``imagenet`` and ``PATH`` give the same network and the same outputs.
 
+The split points are named in :mod:`.layout` (shared with the ONNX graphs).
 Only ``keras.*`` APIs are used (no ``tf.*``), so ``KERAS_BACKEND=jax`` works too.
 """
 
@@ -28,11 +29,8 @@ import keras
 import numpy as np
 
 from ..errors import BundleError
+from .layout import HEAD_INPUT_NAMES, TRUNK_OUTPUT_LAYERS
 from .weights import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB, resolve_weights
-
-TRUNK_OUTPUT_LAYERS = ("block6d_se_excite", "block6c_add")
-HEAD_FIRST_LAYER = "block6d_project_conv"
-HEAD_INPUT_NAMES = ("trunk_block6d_se_excite", "trunk_block6c_add")
 
 # The last 20 layers of Keras' EfficientNet-B0 (include_top=False): the paper's
 # trainable part, and the B0 part of every head.

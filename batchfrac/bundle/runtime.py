@@ -16,6 +16,7 @@ runs the trunk and every head in one compiled call for that case.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from .device import BackendInfo, keras_info
 from .network import build_backbone, build_full_model, build_head, split_backbone
 from .padding import pad_batch
 from .weightfile import assign_arrays, read_weight_file
@@ -152,6 +154,23 @@ class BundleRuntime:
         if x.ndim != 4 or x.shape[1:] != expected:
             raise ValueError(f"trunk input must be (N, {expected}), got {x.shape}")
         return x
+
+    @property
+    def device(self) -> str:
+        """Where Keras places the networks: ``gpu``, ``tpu`` or ``cpu``."""
+        try:  # default device type: an accelerator when there is one
+            devices = keras.distribution.list_devices()
+        except (AttributeError, NotImplementedError):  # a backend without distribution_lib
+            return "cpu"
+        kind = str(devices[0]).split(":")[0].lower() if devices else "cpu"
+        return kind if kind in ("gpu", "tpu") else "cpu"
+
+    def info(self, planned: BackendInfo | None = None) -> BackendInfo:
+        """This runtime as the scan records it (``planned``: what was chosen before Keras
+        was imported, e.g. its batch size and why ``auto`` fell back to Keras)."""
+        planned = planned or keras_info(self.image_size)
+        providers = (f"keras-{keras.config.backend()}",)
+        return dataclasses.replace(planned, device=self.device, providers=providers)
 
     def full_model(self, name: str) -> keras.Model:
         """``head(trunk(image))`` as one model, sharing this runtime's weights."""

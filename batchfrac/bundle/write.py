@@ -8,9 +8,11 @@ an interrupted :func:`write_head` leaves the bundle exactly as it was.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +40,10 @@ from .weightfile import encode_model, sha256_bytes
 
 if TYPE_CHECKING:
     import keras
+
+log = logging.getLogger(__name__)
+#: Folder of a bundle's ONNX graphs (:mod:`batchfrac.bundle.onnx_export`).
+ONNX_DIR = "onnx"
 
 
 def json_ready(value: Any) -> Any:
@@ -75,7 +81,8 @@ def create_bundle(
     for ImageNet weights, else ``random_init``; e.g. ``router_end_to_end``). The
     bundle appears atomically; :class:`BundleError` if ``path`` exists and is not empty.
     """
-    from .network import HEAD_FIRST_LAYER, HEAD_LAYER_NAMES, N_TRUNK_LAYERS, TRUNK_OUTPUT_LAYERS
+    from .layout import HEAD_FIRST_LAYER, TRUNK_OUTPUT_LAYERS
+    from .network import HEAD_LAYER_NAMES, N_TRUNK_LAYERS
 
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -87,6 +94,7 @@ def create_bundle(
         trunk_obtained = "random_init" if weights_origin.get("kind") == "none" else "imagenet"
     data = encode_model(trunk)
     sha = sha256_bytes(data)
+    onnx_trunk = _exported("trunk", lambda: _export_trunk(trunk, sha))
     now = _now()
     import keras
 
@@ -116,6 +124,8 @@ def create_bundle(
         "trunk": {"file": f"trunk-{sha[:12]}.npz", "sha256": sha, "obtained": trunk_obtained},
         "heads": {},
     }
+    if onnx_trunk is not None:
+        meta["onnx"] = _onnx_meta(trunk=onnx_trunk[1], heads={})
     meta["bundle_id"] = compute_bundle_id(meta)
     validate_meta(meta, path / BUNDLE_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +134,9 @@ def create_bundle(
         staging.chmod(umask_mode(0o777))
         (staging / "heads").mkdir()
         write_bytes(staging / meta["trunk"]["file"], data)
+        if onnx_trunk is not None:
+            (staging / ONNX_DIR).mkdir()
+            write_bytes(staging / onnx_trunk[1]["file"], onnx_trunk[0])
         write_json(staging / BUNDLE_FILE, meta)
         if path.exists():
             path.rmdir()
@@ -182,12 +195,96 @@ def write_head(path: Path, name: str | Head, head: keras.Model, meta: dict[str, 
         }
         new = {**current, "heads": {**current["heads"], key: record}, "updated": _now()}
         new["software_version"] = __version__
+        onnx_head = None
+        if "onnx" in current:  # the head's graph is replaced with its weights, or dropped
+            onnx_head = _exported(key, lambda: _export_head(path, current, key, head, sha))
+            heads = {k: v for k, v in current["onnx"]["heads"].items() if k != key}
+            if onnx_head is not None:
+                heads[key] = onnx_head[1]
+            new["onnx"] = _onnx_meta(trunk=current["onnx"]["trunk"], heads=heads)
         new["bundle_id"] = compute_bundle_id(new)
         validate_meta(new, path / BUNDLE_FILE)
         (path / "heads").mkdir(exist_ok=True)
         write_bytes(path / record["file"], data)
+        if onnx_head is not None:
+            (path / ONNX_DIR).mkdir(exist_ok=True)
+            write_bytes(path / onnx_head[1]["file"], onnx_head[0])
         write_json(path / BUNDLE_FILE, new)
         for stale in (path / "heads").glob(f"{key}-*.npz"):
             if stale.name != Path(record["file"]).name:
                 stale.unlink(missing_ok=True)
+        _remove_unlisted_graphs(path, new)
     return str(new["bundle_id"])
+
+
+Exported = tuple[bytes, dict[str, Any]]
+
+
+def _exported(what: str, export: Callable[[], Exported]) -> Exported | None:
+    """``export()``, or ``None`` with a warning: a bundle without an ONNX graph still
+    works (scans fall back to Keras and say so); training must not fail for it."""
+    try:
+        return export()
+    except (ImportError, BundleError) as exc:
+        log.warning("no ONNX graph of the %s: %s", what, exc)
+        return None
+
+
+def _export_trunk(trunk: keras.Model, sha: str) -> Exported:
+    from .onnx_export import export_trunk
+
+    return export_trunk(trunk, sha)
+
+
+def _export_head(
+    path: Path, meta: Mapping[str, Any], name: str, head: keras.Model, sha: str
+) -> Exported:
+    from .onnx_export import export_head, read_trunk_graph
+
+    trunk = read_trunk_graph(path, meta)
+    if trunk is None:
+        raise BundleError("the bundle has no ONNX trunk (batchfrac models export-onnx)")
+    return export_head(name, head, sha, trunk, int(meta["image_size"]))
+
+
+def _onnx_meta(trunk: Mapping[str, Any], heads: Mapping[str, Any]) -> dict[str, Any]:
+    from .onnx_graph import GRAPH_VERSION, OPSET
+
+    return {"graph_version": GRAPH_VERSION, "opset": OPSET, "trunk": dict(trunk),
+            "heads": {k: dict(v) for k, v in heads.items()}}  # fmt: skip
+
+
+def _remove_unlisted_graphs(path: Path, meta: Mapping[str, Any]) -> None:
+    """Delete ONNX files that ``meta`` (just committed) no longer lists."""
+    section = meta.get("onnx") or {}
+    records = [section.get("trunk"), *section.get("heads", {}).values()]
+    listed = {Path(record["file"]).name for record in records if record}
+    for graph in (path / ONNX_DIR).glob("*.onnx"):
+        if graph.name not in listed:
+            graph.unlink(missing_ok=True)
+
+
+def commit_onnx(
+    path: Path, section: Mapping[str, Any], files: Mapping[str, bytes], expected: Mapping[str, Any]
+) -> None:
+    """Write ONNX ``files`` into the bundle at ``path`` and list ``section`` in bundle.json.
+
+    ``expected`` is the bundle.json the graphs were exported from; if the bundle's
+    weights changed meanwhile (a head was retrained), :class:`BundleError`: run again.
+    """
+
+    def weights(meta: Mapping[str, Any]) -> object:
+        return meta["trunk"]["sha256"], {k: h["sha256"] for k, h in meta["heads"].items()}
+
+    with exclusive_lock(path / LOCK_FILE):
+        current = read_meta(path)
+        if weights(current) != weights(expected):
+            raise BundleError(f"{path} changed while its ONNX graphs were exported; run again")
+        new = {**current, "onnx": _onnx_meta(section["trunk"], section["heads"])}
+        new["updated"] = _now()
+        validate_meta(new, path / BUNDLE_FILE)
+        (path / ONNX_DIR).mkdir(exist_ok=True)
+        for name, data in files.items():
+            write_bytes(path / name, data)
+        write_json(path / BUNDLE_FILE, new)
+        _remove_unlisted_graphs(path, new)

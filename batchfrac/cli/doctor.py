@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..defaults import DEFAULT_MODALITIES
+from ..enums import Backend
 from ..exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -45,7 +46,10 @@ def doctor(
     workers: Annotated[
         int | None, typer.Option(help="The scan's --workers (default: one per core).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="The scan's --batch-size.")] = 32,
+    batch_size: Annotated[
+        int | None, typer.Option(help="The scan's --batch-size (default: the backend's).")
+    ] = None,
+    backend: Annotated[Backend, typer.Option(help="The scan's --backend.")] = Backend.AUTO,
     samples: Annotated[
         int, typer.Option(min=1, help="Files timed per transfer syntax and size class.")
     ] = 3,
@@ -82,7 +86,7 @@ def doctor(
         estimate = None
         if forecast:
             step = lambda text: progress.update(task, description=text)  # noqa: E731
-            estimate = _forecast(report, bundle, workers, batch_size, step)
+            estimate = _forecast(report, bundle, workers, batch_size, backend, step)
     document = report.to_dict()
     if estimate is not None:
         document["estimate"] = estimate
@@ -99,7 +103,8 @@ def _forecast(
     report: DoctorReport,
     bundle: Path | None,
     workers: int | None,
-    batch_size: int,
+    batch_size: int | None,
+    backend: Backend,
     step: Callable[[str], None],
 ) -> dict[str, Any]:
     from importlib.resources import files
@@ -115,6 +120,7 @@ def _forecast(
             path,
             workers=default_workers() if workers is None else workers,
             batch_size=batch_size,
+            backend=backend,
             on_step=step,
         )
     except (BatchfracError, OSError) as exc:
@@ -128,7 +134,8 @@ def _print_estimate(estimate: dict[str, Any], console: Console) -> None:
 
     console.print(
         f"Forecast on this machine ({estimate['cores']} cores, --workers {estimate['workers']},"
-        f" --batch-size {estimate['batch_size']}): a scan of {estimate['files']} files "
+        f" --batch-size {estimate['batch_size']}, {estimate['backend']}): a scan of "
+        f"{estimate['files']} files "
         f"({estimate['images']} images) takes about [bold]{format_seconds(estimate['seconds'])}"
         f"[/bold]: decoding {format_seconds(estimate['decode_s'])}, inference "
         f"{format_seconds(estimate['inference_s'])} (overlapping), fixed "

@@ -15,7 +15,7 @@ from ..defaults import (
     DEFAULT_MODALITIES,
     DEFAULT_TIMEOUT_S,
 )
-from ..enums import Routing
+from ..enums import Backend, Routing
 from ..exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -34,7 +34,13 @@ def scan(
     workers: Annotated[
         int | None, typer.Option(help="Decoding processes (default: one per core); 0 = in-process.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 32,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Images per inference batch (default: 8 on a CPU with ONNX, 32 with "
+            "Keras, sized to its free memory on a GPU)."
+        ),
+    ] = None,
     scheduler: Annotated[
         str | None, typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786.")
     ] = None,
@@ -54,6 +60,13 @@ def scan(
     max_decoded_mb: Annotated[
         int, typer.Option(help="Cap on one file's decoded pixel data, MiB (too_large above).")
     ] = DEFAULT_MAX_DECODED_BYTES >> 20,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            help="What runs the networks: onnx (ONNX Runtime, no TensorFlow import), "
+            "keras, or auto (onnx when the bundle has ONNX graphs)."
+        ),
+    ] = Backend.AUTO,
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No progress: one summary line at most (cron).")
     ] = False,
@@ -158,6 +171,7 @@ def scan(
             previous=previous,
             previous_errors=previous_errors,
             pseudonymize_key_file=pseudonymize_key_file,
+            backend=backend,
         )
         check_paths(config.archive, config.out)
         load_pseudonyms(config)  # a bad key file is refused before anything is written

@@ -87,9 +87,50 @@ class BundleInfo:
                    bundle.trunk_sha256)  # fmt: skip
 
 
+class _Backend(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def note(self) -> str | None: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def providers(self) -> tuple[str, ...]: ...
+    @property
+    def threads(self) -> int | None: ...
+    @property
+    def graphs_sha256(self) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceInfo:
+    """What ran the networks: the backend asked for and the one used, and how."""
+
+    requested: str
+    backend: str
+    note: str | None
+    device: str
+    providers: tuple[str, ...]
+    threads: int | None
+    batch_size: int
+    graphs_sha256: Mapping[str, str]
+
+    @classmethod
+    def of(cls, requested: str, backend: _Backend, batch_size: int) -> InferenceInfo:
+        """The record of a chosen backend (:class:`batchfrac.bundle.device.BackendInfo`)."""
+        return cls(requested, backend.name, backend.note, backend.device,
+                   tuple(backend.providers), backend.threads, batch_size,
+                   dict(backend.graphs_sha256))  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class ScanWork:
-    """What the scan measured while it ran."""
+    """What the scan measured while it ran.
+
+    ``inference_idle_share``: the share of the inference phase (from the networks
+    being ready to the last batch) in which the inference device (GPU, or the driver's
+    CPU threads) sat idle waiting for decoded images; ``None`` when nothing was inferred.
+    """
 
     files_reused: int
     files_processed: int
@@ -98,6 +139,7 @@ class ScanWork:
     wall_s: float
     decode_s: float
     inference_s: float
+    inference_idle_share: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +162,7 @@ class RunRecord:
     provenance: Provenance
     arguments: Mapping[str, Any]
     work: ScanWork
+    inference: InferenceInfo
     #: ``--previous``: ``{"used": True, "run_id", "path", "files_removed"}`` or
     #: ``{"used": False, "why_not"}``; ``None`` without ``--previous``.
     previous: Mapping[str, Any] | None = None
@@ -171,11 +214,26 @@ def run_document(
             "trunk_passes_per_image": round(work.trunk_images / inferred, 4) if inferred else None,
             "decode_s": round(work.decode_s, 3),
             "inference_s": round(work.inference_s, 3),
+            "inference_idle_share": _rounded(work.inference_idle_share),
+        },
+        "inference": {
+            "requested": record.inference.requested,
+            "backend": record.inference.backend,
+            "note": record.inference.note,
+            "device": record.inference.device,
+            "providers": list(record.inference.providers),
+            "threads": record.inference.threads,
+            "batch_size": record.inference.batch_size,
+            "graphs_sha256": dict(record.inference.graphs_sha256),
         },
         "exit_code": exit_code,
         "pseudonyms": run_json_record(provenance.extra.get(PSEUDONYMS_META_KEY)),
         **({"previous": dict(record.previous)} if record.previous is not None else {}),
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def write_run_json(path: Path, doc: Mapping[str, Any]) -> Path:

@@ -17,7 +17,16 @@ from ..defaults import (
     DEFAULT_MODALITIES,
     DEFAULT_TIMEOUT_S,
 )
-from ..enums import Routing
+from ..enums import Backend, Routing
+
+
+def inference_threads(workers: int, scheduler: str | None = None) -> int:
+    """ONNX Runtime threads on the driver next to ``workers`` local decoding processes
+    (see :attr:`ScanConfig.inference_threads`)."""
+    cores = default_workers()
+    if workers == 0 or scheduler:
+        return cores
+    return max(1, cores - workers)
 
 
 def default_workers() -> int:
@@ -50,7 +59,9 @@ class ScanConfig:
     out: Path
     bundle: Path
     workers: int = field(default_factory=default_workers)
-    batch_size: int = 32
+    #: Images per inference batch; ``None``: what suits the backend's device
+    #: (:mod:`batchfrac.bundle.device`).
+    batch_size: int | None = None
     chunk_size: int = 16
     scheduler: str | None = None
     routing: Routing = Routing.HARD
@@ -68,11 +79,12 @@ class ScanConfig:
     pseudonymize_key_file: Path | None = None
     """Key file for keyed pseudonyms of identifiers and paths (its path is recorded in
     ``run.json``, the key itself never)."""
+    backend: Backend = Backend.AUTO
 
     def __post_init__(self) -> None:
         checks = {
             "--workers must be >= 0": self.workers >= 0,
-            "--batch-size must be >= 1": self.batch_size >= 1,
+            "--batch-size must be >= 1": self.batch_size is None or self.batch_size >= 1,
             "--chunk-size must be >= 1": self.chunk_size >= 1,
             "--max-frame-pixels must be >= 1": self.max_frame_pixels >= 1,
             "--max-frames must be >= 1": self.max_frames >= 1,
@@ -91,12 +103,20 @@ class ScanConfig:
         if failed:
             raise ValueError("; ".join(failed))
         object.__setattr__(self, "routing", Routing(self.routing))
+        object.__setattr__(self, "backend", Backend(self.backend))
         object.__setattr__(self, "modalities", tuple(self.modalities))
 
     @property
     def in_flight(self) -> int:
         """Chunks submitted but not yet consumed: enough to keep every worker busy."""
         return self.window or max(2, 2 * max(self.workers, 1))
+
+    @property
+    def inference_threads(self) -> int:
+        """ONNX Runtime threads on the driver: the cores that this scan's decoding
+        processes leave free, at least one (all of them when decoding runs in this
+        process, between batches, or on another machine's cluster)."""
+        return inference_threads(self.workers, self.scheduler)
 
     def arguments(self) -> dict[str, Any]:
         """JSON-ready arguments for ``run.json``."""
@@ -107,6 +127,7 @@ class ScanConfig:
             bundle=str(self.bundle),
             previous=str(self.previous) if self.previous is not None else None,
             routing=self.routing.value,
+            backend=self.backend.value,
             modalities=list(self.modalities),
             pseudonymize_key_file=(
                 None if self.pseudonymize_key_file is None else str(self.pseudonymize_key_file)

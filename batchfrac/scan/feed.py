@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -34,7 +35,11 @@ class ChunkInference:
     """Feeds the ok images of finished chunks into fixed-size batches and writes parts.
 
     A chunk's part file is written as soon as its last image has been predicted; the
-    final batch is padded by :meth:`finish`.
+    final batch is run by :meth:`finish`.
+
+    It also measures how long inference sat idle waiting for decoded images: from
+    :meth:`ready` (the networks are built) on, the time between one :meth:`add`
+    returning and the next one starting (or :meth:`finish`) is idle time.
     """
 
     def __init__(
@@ -53,9 +58,35 @@ class ChunkInference:
         self._next_id = 0
         self.files = 0
         self.decode_ms = 0.0
+        self.idle_s = 0.0
+        self._ready_at: float | None = None
+        self._idle_since: float | None = None
+        self._finished_at: float | None = None
+
+    def ready(self) -> None:
+        """The networks are ready: from now on, time without images is idle time.
+
+        Safe to call from the thread that built the networks; only the first call counts.
+        """
+        if self._ready_at is None:
+            self._ready_at = self._idle_since = time.perf_counter()
+
+    @property
+    def idle_share(self) -> float | None:
+        """Idle share of the inference phase (ready to finish), ``None`` before then."""
+        if self._ready_at is None or self._finished_at is None:
+            return None
+        phase = self._finished_at - self._ready_at
+        return min(1.0, self.idle_s / phase) if phase > 0 else None
+
+    def _idle_ends(self) -> None:
+        if self._idle_since is not None:
+            self.idle_s += max(0.0, time.perf_counter() - self._idle_since)
+            self._idle_since = None
 
     def add(self, paths: Sequence[str], results: list[ImageResult]) -> None:
         """Take one chunk's ingest results (``>= 1`` per path)."""
+        self._idle_ends()
         chunk_id, self._next_id = self._next_id, self._next_id + 1
         self.files += len(paths)
         self.decode_ms += sum(result.decode_ms for result in results)
@@ -75,10 +106,14 @@ class ChunkInference:
         self._complete(ready)
         if chunk.outstanding == 0 and chunk_id in self._chunks:
             self._write(chunk_id)
+        if self._ready_at is not None:
+            self._idle_since = time.perf_counter()
 
     def finish(self) -> None:
-        """Run the last (padded) batch and write every remaining chunk."""
+        """Run the last batch and write every remaining chunk."""
+        self._idle_ends()
         self._complete(self.queue.flush())
+        self._finished_at = time.perf_counter()
         if self._chunks:
             raise RuntimeError(f"{len(self._chunks)} chunks still waiting after the last batch")
 

@@ -25,6 +25,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..enums import Backend
+from .config import inference_threads
+
 if TYPE_CHECKING:
     from ..doctor import DoctorReport
 
@@ -61,6 +64,7 @@ class Forecast:
     workers: int
     cores: int
     batch_size: int
+    backend: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, rounded to the millisecond (``doctor --json``'s ``estimate``)."""
@@ -75,6 +79,7 @@ def estimate(
     workers: int,
     cores: int,
     batch_size: int,
+    backend: str = "",
 ) -> Forecast:
     """The expected wall time of a scan from measured costs (see the module docstring)."""
     decode_cpu = sum(g.files * g.seconds_per_file for g in groups)
@@ -97,6 +102,7 @@ def estimate(
         workers=workers,
         cores=cores,
         batch_size=batch_size,
+        backend=backend,
     )
 
 
@@ -105,20 +111,25 @@ def measure(
     bundle_path: Path,
     *,
     workers: int,
-    batch_size: int,
+    batch_size: int | None,
+    backend: Backend = Backend.AUTO,
     cores: int | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> tuple[Forecast, list[GroupCost]]:
-    """Time this machine on ``report``'s samples and one batch of the bundle's networks.
+    """Time this machine on ``report``'s samples and one batch of the bundle's networks,
+    run as the scan would run them: on ``backend`` (the scan's ``--backend``) with the
+    threads it would get next to ``workers``, in batches of ``batch_size`` (``None``:
+    the backend's default).
 
     Only transfer syntaxes an installed plugin decodes are counted (the others are error
     rows at once). ``on_step`` is told what is being measured (progress display).
     """
     say = on_step or (lambda _text: None)
-    say("loading the bundle and building its networks")
+    say("loading the bundle and making its networks")
     started = time.perf_counter()
-    predictor, spec = _predictor(bundle_path, batch_size)
+    predictor, spec, used = _predictor(bundle_path, batch_size, backend, inference_threads(workers))
     predictor.warm_up()
+    batch_size = predictor.batch_size
     fixed = time.perf_counter() - started
     say("timing one inference batch")
     seconds_per_image = _time_batch(predictor)
@@ -138,16 +149,21 @@ def measure(
         fixed = max(fixed, _time_cluster(workers))
     cores = cores or _cores()
     forecast = estimate(groups, seconds_per_image=seconds_per_image, fixed_s=fixed + OVERHEAD_S,
-                        workers=workers, cores=cores, batch_size=batch_size)  # fmt: skip
+                        workers=workers, cores=cores, batch_size=batch_size,
+                        backend=used)  # fmt: skip
     return forecast, groups
 
 
-def _predictor(bundle_path: Path, batch_size: int) -> tuple[Any, Any]:
+def _predictor(
+    bundle_path: Path, batch_size: int | None, backend: Backend, threads: int
+) -> tuple[Any, Any, str]:
     from .inference import BatchPredictor
     from .run import load_bundle
 
     bundle = load_bundle(bundle_path)
-    return BatchPredictor(bundle, batch_size=batch_size), bundle.spec
+    chosen = bundle.use_backend(backend, threads=threads)
+    predictor = BatchPredictor(bundle, batch_size=batch_size or chosen.batch_size)
+    return predictor, bundle.spec, chosen.name
 
 
 def _time_batch(predictor: Any, repeats: int = 2) -> float:

@@ -1,9 +1,11 @@
 """Batched shared-trunk inference on the driver: trunk once, router head, then bone heads.
 
-Keras is reached only through the model bundle (``bundle.trunk_features`` /
-``bundle.head_probs``); this module itself imports numpy only, so fakes can stand in for a
-bundle in tests. Every trunk call gets exactly ``batch_size`` images (the last batch is
-zero-padded) so the compiled graph is traced once.
+The networks are reached only through the model bundle (``bundle.trunk_features`` /
+``bundle.head_probs``, on Keras or ONNX Runtime); this module itself imports numpy only,
+so fakes can stand in for a bundle in tests. On a backend with compiled graphs
+(``bundle.fixed_batch``: Keras) every trunk call gets exactly ``batch_size`` images (the
+last batch is zero-padded) so the graph is traced once; ONNX Runtime takes any batch size,
+and the last batch is run as it is.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class InferenceBundle(Protocol):
 
     @property
     def router_classes(self) -> Sequence[str]: ...
+
+    @property
+    def fixed_batch(self) -> bool: ...
 
     def trunk_features(self, x: np.ndarray) -> list[np.ndarray]: ...
 
@@ -63,14 +68,16 @@ class BatchPredictor:
         self.head_images: Counter[Head] = Counter()
 
     def warm_up(self) -> None:
-        """Build and trace the trunk and every head at this batch size (not counted).
+        """Build the trunk and every head and run them once (not counted): at this batch
+        size where graphs are traced per size (Keras), else on one image.
 
         A scan calls it in a thread while its workers start and decode the first files,
         so the seconds of network building and graph tracing overlap decoding instead of
         holding up the first batch.
         """
         size = self.image_size
-        features = self.bundle.trunk_features(np.zeros((self.batch_size, size, size, 3), "f4"))
+        n = self.batch_size if self.bundle.fixed_batch else 1
+        features = self.bundle.trunk_features(np.zeros((n, size, size, 3), "f4"))
         for head in Head:
             self.bundle.head_probs(head, features)
 
@@ -96,9 +103,11 @@ class BatchPredictor:
                 f"got {images.shape}"
             )
         started = time.perf_counter()
-        batch = pad_batch(np.asarray(images, dtype=np.float32), self.batch_size)
+        batch = np.asarray(images, dtype=np.float32)
+        if self.bundle.fixed_batch:
+            batch = pad_batch(batch, self.batch_size)
         features = [np.asarray(f)[:n] for f in self.bundle.trunk_features(batch)]
-        self.trunk_images += self.batch_size
+        self.trunk_images += len(batch)
         router = self._head(Head.ROUTER, features)
         best = np.argmax(router, axis=1)
         confidence = router[np.arange(n), best]

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from .. import __version__
 from ..atomic import make_report_dir, open_report_log
-from ..enums import Bone, Head
+from ..enums import Backend, Bone, Head
 from ..errors import BatchfracError, BundleError
 from ..ingest.preprocess import PreprocessSpec
 from ..report.deidentify import (
@@ -39,7 +39,7 @@ from ..report.deidentify import (
     key_marker,
 )
 from ..report.parquet import Provenance
-from ..report.runinfo import BundleInfo, RunInfo, RunRecord, ScanWork
+from ..report.runinfo import BundleInfo, InferenceInfo, RunInfo, RunRecord, ScanWork
 from ..report.schema import load_schema
 from ..report.writer import ScanSummary, remove_report_set, write_reports
 from .chunks import IngestChunk, NullObserver, ScanObserver, local_ingest, pending_chunks
@@ -51,6 +51,7 @@ from .previous import PreviousNight, PreviousUnusable, load_previous
 from .resume import PARTS_DIR, Ledger, config_id, outdir_lock, remove_stale_temp_files
 
 if TYPE_CHECKING:
+    from ..bundle.device import BackendInfo
     from ..ingest.entry import IngestConfig
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,11 @@ class ScanBundle(InferenceBundle, Protocol):
     def threshold(self, bone: Bone) -> float: ...
 
     def weights_sha256(self) -> dict[str, str]: ...
+
+    @property
+    def backend(self) -> BackendInfo: ...
+
+    def use_backend(self, backend: Backend, *, threads: int | None = None) -> BackendInfo: ...
 
 
 class ScanPathError(BatchfracError):
@@ -181,6 +187,7 @@ def run_scan(
         bundle = bundle or load_bundle(config.bundle)
         log.info("bundle %s from %s%s", bundle.bundle_id, bundle.path,
                  " (DEMO)" if bundle.demo else "")  # fmt: skip
+        choose_backend(bundle, config)
         ingest_config = ingest_settings(config, bundle.spec)
         provenance = Provenance(
             run_id=info.run_id,
@@ -190,7 +197,9 @@ def run_scan(
             spec=bundle.spec.to_dict(),
             weights_sha256=bundle.weights_sha256(),
             config_id=config_id(
-                scan_settings(config, bundle.bundle_id, ingest_config, fingerprint)
+                scan_settings(
+                    config, bundle.bundle_id, ingest_config, bundle.backend.name, fingerprint
+                )
             ),
             demo_notice=bundle.notice if bundle.demo else None,
             extra={PSEUDONYMS_META_KEY: fingerprint} if fingerprint else {},
@@ -211,7 +220,13 @@ def run_scan(
         elif previous is not None:
             previous_info = {"used": False, "why_not": previous}
         record = RunRecord(
-            info, BundleInfo.of(bundle), provenance, config.arguments(), work, previous_info
+            info,
+            BundleInfo.of(bundle),
+            provenance,
+            config.arguments(),
+            work,
+            InferenceInfo.of(config.backend.value, bundle.backend, batch_size(config, bundle)),
+            previous_info,
         )
         thresholds = {bone: bundle.threshold(bone) for bone in Bone}
         return write_reports(config.out, images, thresholds, record, csv=config.csv)
@@ -251,6 +266,23 @@ def load_pseudonyms(config: ScanConfig) -> ReportPseudonyms | None:
     return ReportPseudonyms(Pseudonymizer(load_key(config.pseudonymize_key_file)), config.archive)
 
 
+def choose_backend(bundle: ScanBundle, config: ScanConfig) -> BackendInfo:
+    """Run the bundle's networks on ``--backend`` and log the choice (and any fallback)."""
+    backend = bundle.use_backend(config.backend, threads=config.inference_threads)
+    if backend.note:
+        log.warning("--backend %s: running on Keras because %s", config.backend.value,
+                    backend.note)  # fmt: skip
+    log.info("inference on %s (%s), batch size %d%s", backend.name, backend.device,
+             batch_size(config, bundle),
+             f", {backend.threads} threads" if backend.threads else "")  # fmt: skip
+    return backend
+
+
+def batch_size(config: ScanConfig, bundle: ScanBundle) -> int:
+    """``--batch-size``, or the size that suits the backend's device."""
+    return config.batch_size or bundle.backend.batch_size
+
+
 def ingest_settings(config: ScanConfig, spec: PreprocessSpec) -> IngestConfig:
     """What the workers need to turn a path into image rows, from the scan's options."""
     from ..ingest.decode import DecodePolicy
@@ -268,15 +300,18 @@ def scan_settings(
     config: ScanConfig,
     bundle_id: str,
     ingest_config: IngestConfig,
+    bundle_backend: str,
     key_fingerprint: str | None = None,
 ) -> dict[str, object]:
     """The settings that change a report row: their hash is the resume ``config_id``
-    (with a pseudonymisation key, its fingerprint too: never the key)."""
+    (the backend too: its probabilities differ from another's in the sixth decimal; with
+    a pseudonymisation key, its fingerprint too: never the key)."""
     pseudonyms = {"pseudonyms": key_fingerprint} if key_fingerprint else {}
     return {
         **pseudonyms,
         "bundle_id": bundle_id,
         "routing": config.routing.value,
+        "backend": bundle_backend,
         "modalities": sorted(config.modalities),
         "decode": repr(ingest_config.decode),
         "low_confidence": config.low_confidence,
@@ -303,7 +338,8 @@ def scan_pending(
     from ..ingest.entry import ingest_chunk
 
     clock = time.perf_counter() if started is None else started
-    predictor = BatchPredictor(bundle, batch_size=config.batch_size, routing=config.routing)
+    size = batch_size(config, bundle)
+    predictor = BatchPredictor(bundle, batch_size=size, routing=config.routing)
     inference = ChunkInference(
         predictor,
         lambda rows: ledger.write_part(rows, provenance),
@@ -311,11 +347,16 @@ def scan_pending(
         observer=observer,
     )
     chunks = pending_chunks(config.archive, ledger, config.chunk_size, observer, inference.add)
-    first = next(chunks, None)
-    warm = _Background(predictor.warm_up if first is not None else None)
-    chunks = itertools.chain([first] if first is not None else [], chunks)
+    # The first chunks (one per worker at most) are walked before any worker starts: a
+    # small archive (a night's new files) needs fewer decoding processes than --workers,
+    # and each one costs about 3 CPU-seconds to start.
+    head = list(itertools.islice(chunks, max(1, config.workers)))
+    warm = _Background(_warm_up(predictor, inference) if head else None)
+    chunks = itertools.chain(head, chunks)
     task = ingest or ingest_chunk
-    if config.workers == 0 and not config.scheduler:
+    if not head:  # nothing left to decode: no cluster to start
+        stream = local_ingest(chunks, ingest_config, task)
+    elif config.workers == 0 and not config.scheduler:
         if config.timeout is not None:
             log.info("--workers 0: files are decoded in this process, without --timeout")
         stream = local_ingest(chunks, ingest_config, task)
@@ -324,7 +365,7 @@ def scan_pending(
             chunks,
             ingest_config,
             task,
-            workers=config.workers,
+            workers=max(1, min(config.workers, len(head))),
             window=config.in_flight,
             scheduler=config.scheduler,
             timeout=config.timeout,
@@ -343,7 +384,16 @@ def scan_pending(
         wall_s=time.perf_counter() - clock,
         decode_s=inference.decode_ms / 1000,
         inference_s=predictor.seconds,
+        inference_idle_share=inference.idle_share,
     )
+
+
+def _warm_up(predictor: BatchPredictor, inference: ChunkInference) -> Callable[[], None]:
+    def work() -> None:
+        predictor.warm_up()
+        inference.ready()
+
+    return work
 
 
 class _Background:

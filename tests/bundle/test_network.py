@@ -15,12 +15,11 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 
 from batchfrac.bundle import network
+from batchfrac.bundle.layout import HEAD_FIRST_LAYER, TRUNK_OUTPUT_LAYERS
 from batchfrac.bundle.network import (
     CLASSIFIER_LAYER_NAMES,
-    HEAD_FIRST_LAYER,
     HEAD_LAYER_NAMES,
     N_TRUNK_LAYERS,
-    TRUNK_OUTPUT_LAYERS,
     build_backbone,
     build_full_model,
     build_head,

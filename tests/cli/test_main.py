@@ -26,14 +26,15 @@ class TestConsoleScript:
         assert result.returncode == 1
         assert "Invalid value" in result.stderr
 
-    def test_help_does_not_import_tensorflow_dask_or_pyarrow(self) -> None:
+    def test_help_does_not_import_tensorflow_dask_pyarrow_or_onnx(self) -> None:
         code = (
             "import sys\n"
             "from typer.testing import CliRunner\n"
             "from batchfrac.cli import app\n"
             "r = CliRunner().invoke(app, ['--help'])\n"
             "assert r.exit_code == 0, r.output\n"
-            "names = ('tensorflow', 'keras', 'dask', 'distributed', 'pyarrow')\n"
+            "names = ('tensorflow', 'keras', 'dask', 'distributed', 'pyarrow', 'onnxruntime',"
+            " 'onnx')\n"
             "heavy = [m for m in names if m in sys.modules]\n"
             "print(','.join(heavy))\n"
         )

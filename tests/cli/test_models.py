@@ -113,3 +113,34 @@ def test_info_does_not_import_keras(demo_bundle):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_export_onnx_adds_the_same_graphs_a_bundle_write_makes(demo_bundle, tmp_path):
+    import shutil
+
+    from batchfrac.bundle.format import BUNDLE_FILE
+
+    path = shutil.copytree(demo_bundle, tmp_path / "bundle")
+    written = json.loads((path / BUNDLE_FILE).read_text())
+    stripped = {k: v for k, v in written.items() if k != "onnx"}
+    (path / BUNDLE_FILE).write_text(json.dumps(stripped))
+    shutil.rmtree(path / "onnx")
+    result = CliRunner().invoke(app, ["models", "export-onnx", str(path)])
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in result.output.splitlines()] == ["trunk", "router", "hand"]
+    exported = json.loads((path / BUNDLE_FILE).read_text())
+    assert exported["bundle_id"] == written["bundle_id"]
+    # from the weight files, the same bytes as exported from the networks at write time
+    for name in ("trunk", "router", "hand"):
+        ours = exported["onnx"]["trunk"] if name == "trunk" else exported["onnx"]["heads"][name]
+        theirs = written["onnx"]["trunk"] if name == "trunk" else written["onnx"]["heads"][name]
+        assert ours["sha256"] == theirs["sha256"] and (path / ours["file"]).is_file()
+    again = CliRunner().invoke(app, ["models", "export-onnx", str(path)])
+    assert again.exit_code == 0 and again.output == result.output  # graphs kept
+
+
+def test_export_onnx_on_a_broken_bundle_exits_1(tmp_path):
+    (tmp_path / "bundle.json").write_text("{}")
+    result = CliRunner().invoke(app, ["models", "export-onnx", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "does not match bundle.schema.json" in result.output

@@ -21,6 +21,12 @@ def images(means: list[float]) -> np.ndarray:
     return np.stack([image_of_mean(m) for m in means])
 
 
+class AnySizeBundle(FakeBundle):
+    """A fake whose networks take any batch size (like ONNX Runtime's)."""
+
+    fixed_batch = False
+
+
 def head_probability(bone: Bone, mean: float) -> float:
     return (BONES.index(bone) + 1) / 10 + 0.05 * mean
 
@@ -43,6 +49,18 @@ class TestBatching:
         assert bundle.head_calls == {head: 1 for head in Head}
         assert (predictor.images, predictor.trunk_images, predictor.batches) == (0, 0, 0)
         assert not predictor.head_images
+
+    def test_a_backend_that_takes_any_size_gets_no_padding(self) -> None:
+        bundle = AnySizeBundle()
+        predictor = BatchPredictor(bundle, batch_size=4)
+        predictor.warm_up()
+        assert bundle.trunk_batches == [1]  # building its sessions needs no full batch
+        predictions = predictor.predict(images(MEANS))
+        assert bundle.trunk_batches == [1, 4, 1]
+        assert [p.bone for p in predictions] == [Bone.ELBOW, Bone.FINGER, Bone.HAND,
+                                                 Bone.HAND, Bone.WRIST]  # fmt: skip
+        assert (predictor.images, predictor.trunk_images) == (5, 5)
+        assert predictor.trunk_passes_per_image == 1.0
 
     def test_padding_never_reaches_a_head(self) -> None:
         bundle = FakeBundle()

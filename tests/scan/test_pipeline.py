@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import batchfrac.scan.cluster as cluster_module
-from batchfrac.enums import Reason, Status
+from batchfrac.enums import Backend, Reason, Status
 from batchfrac.errors import BundleError
 from batchfrac.records import ImageResult
 from batchfrac.report.rows import ImageRow
@@ -62,6 +62,20 @@ class TestChunkInference:
         assert bundle.trunk_batches == [3, 3]
         assert all(r.bone is not None for rows in written for r in rows if r.status == "ok")
 
+    def test_idle_time_is_time_without_images_once_the_networks_are_ready(self) -> None:
+        inference = ChunkInference(BatchPredictor(FakeBundle(), batch_size=2), lambda rows: None)
+        inference.add(["/a"], [ok_result("/a", 0.1)])  # before ready(): not idle time
+        assert inference.idle_s == 0.0 and inference.idle_share is None
+        inference.ready()
+        time.sleep(0.2)  # waiting for the next decoded chunk
+        inference.add(["/b"], [ok_result("/b", 0.2)])
+        waited = inference.idle_s
+        assert waited >= 0.2
+        inference.finish()
+        share = inference.idle_share
+        assert share is not None and 0.0 < share <= 1.0
+        assert inference.idle_s >= waited
+
     def test_an_ok_result_without_pixels_is_a_bug(self) -> None:
         inference = ChunkInference(BatchPredictor(FakeBundle()), lambda rows: None)
         broken = ok_result("/a", 0.1)
@@ -83,6 +97,33 @@ def test_in_process_scan_accounts_for_every_file(tmp_path: Path) -> None:
     assert counts["studies"] == 2
     assert summary.run["throughput"]["trunk_passes_per_image"] == pytest.approx(6 / 4)
     assert len(list((out / PARTS_DIR).glob("part-*.parquet"))) == 3
+    inference = summary.run["inference"]
+    assert (inference["requested"], inference["backend"], inference["batch_size"]) == (
+        "auto", "fake", 3
+    )  # fmt: skip
+    assert 0.0 <= summary.run["throughput"]["inference_idle_share"] <= 1.0
+
+
+def test_the_scan_asks_the_bundle_for_its_backend_with_the_free_cores(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    make_dicom_archive(archive)
+    bundle = FakeBundle()
+    config = ScanConfig(archive, tmp_path / "out", Path("unused"), workers=0, backend="keras")
+    summary = run_scan(config, bundle=bundle)
+    assert bundle.backend_requested == (Backend.KERAS, config.inference_threads)
+    assert summary.run["inference"]["batch_size"] == FakeBundle.backend.batch_size
+    assert summary.run["arguments"]["backend"] == "keras"
+
+
+def test_inference_threads_are_the_cores_decoding_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
+    import batchfrac.scan.config as config_module
+
+    monkeypatch.setattr(config_module, "default_workers", lambda: 4)
+    base = (Path("a"), Path("o"), Path("b"))
+    assert ScanConfig(*base, workers=0).inference_threads == 4  # decoding between batches
+    assert ScanConfig(*base, workers=3).inference_threads == 1
+    assert ScanConfig(*base, workers=8).inference_threads == 1
+    assert ScanConfig(*base, workers=2, scheduler="tcp://h:8786").inference_threads == 4
 
 
 def test_walk_rows_reach_the_report_and_a_copy_of_an_instance_counts_once(
@@ -330,7 +371,7 @@ def test_a_rerun_with_nothing_left_to_decode_builds_no_network(tmp_path: Path) -
     config = ScanConfig(archive, tmp_path / "out", Path("unused"), workers=0, chunk_size=3)
     first = FakeBundle()
     run_scan(config, bundle=first)
-    assert first.trunk_batches[0] == config.batch_size  # the warm-up batch
+    assert first.trunk_batches[0] == FakeBundle.backend.batch_size  # the warm-up batch
     again = FakeBundle()
     summary = run_scan(config, bundle=again)
     assert summary.run["counts"]["files_reused"] > 0
@@ -411,3 +452,27 @@ def test_a_cluster_where_nothing_ever_starts_stops_the_scan_instead_of_waiting_f
         while True:
             assert tasks.next_finished() == []
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(("chunk_size", "workers"), [(3, 3), (16, 1)])  # 7 files
+def test_a_small_archive_starts_one_decoding_process_per_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_size: int, workers: int
+) -> None:
+    import batchfrac.scan.run as run_module
+    from batchfrac.scan.chunks import local_ingest
+
+    started: list[int] = []
+
+    def fake_dask_ingest(chunks, config, task, **options):
+        started.append(options["workers"])
+        yield from local_ingest(chunks, config, task)
+
+    monkeypatch.setattr(run_module, "dask_ingest", fake_dask_ingest)
+    archive = tmp_path / "archive"
+    expected = make_dicom_archive(archive)
+    config = ScanConfig(archive, tmp_path / "out", Path("unused"), workers=4, chunk_size=chunk_size)
+    run_scan(config, bundle=FakeBundle())
+    assert started == [workers]
+    assert statuses(tmp_path / "out", archive) == expected
+    run_scan(config, bundle=FakeBundle())  # nothing left to decode: no cluster at all
+    assert started == [workers]
