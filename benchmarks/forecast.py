@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -63,6 +64,10 @@ def scan_wall(archive: Path, out: Path, args: argparse.Namespace) -> tuple[float
     return took, json.loads((out / "run.json").read_text())
 
 
+def _load() -> str:
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=120, help="images in the archive")
@@ -84,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         archive = root / "archive"
         if not (archive / "ground_truth.csv").exists():
             make_archive(archive, args.images, (low, high), args.seed)
+        load_before = _load()
         estimate, doctor_s = doctor_estimate(archive, args)
         out = root / "out"
         if out.exists():
@@ -96,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(
         f"batchfrac forecast benchmark: {ok} images ({low}-{high} px), {psutil.cpu_count()} "
         f"CPUs, Python {platform.python_version()}, --workers {estimate['workers']}, "
-        f"--batch-size {estimate['batch_size']}\n\n"
+        f"--batch-size {estimate['batch_size']}, backend {estimate['backend']}; load average "
+        f"before {load_before}, after {_load()}\n\n"
         f"| measure | value | target |\n|---|---:|---:|\n"
         f"| forecast s (decode, inference, fixed) | {estimate['seconds']:.1f} "
         f"({estimate['decode_s']:.1f}, {estimate['inference_s']:.1f}, "

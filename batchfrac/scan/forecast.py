@@ -113,6 +113,7 @@ def measure(
     workers: int,
     batch_size: int | None,
     backend: Backend = Backend.AUTO,
+    chunk_size: int = 16,
     cores: int | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> tuple[Forecast, list[GroupCost]]:
@@ -144,9 +145,11 @@ def measure(
                       _time_ingest(group.samples, spec), len(group.samples))
         )  # fmt: skip
     if workers > 0:
-        say(f"starting a cluster of {workers} worker(s)")
-        # A scan builds its networks in a thread while its cluster starts: the longer counts.
-        fixed = max(fixed, _time_cluster(workers))
+        # A scan starts no more decoding processes than the archive has chunks, and makes
+        # its networks in a thread while its cluster starts: the longer of the two counts.
+        started_workers = min(workers, max(1, -(-report.files // chunk_size)))
+        say(f"starting a cluster of {started_workers} worker(s)")
+        fixed = max(fixed, _time_cluster(started_workers))
     cores = cores or _cores()
     forecast = estimate(groups, seconds_per_image=seconds_per_image, fixed_s=fixed + OVERHEAD_S,
                         workers=workers, cores=cores, batch_size=batch_size,
@@ -192,7 +195,8 @@ def _time_ingest(samples: list[str], spec: Any) -> float:
 
 
 def _time_cluster(workers: int) -> float:
-    """Seconds to start (and stop) a scan's own LocalCluster of ``workers`` processes."""
+    """Seconds a scan's own LocalCluster of ``workers`` processes costs beside the work:
+    starting it, each worker's first task (its imports), and closing it."""
     import dask
     from dask.distributed import Client, LocalCluster
 
@@ -202,9 +206,14 @@ def _time_cluster(workers: int) -> float:
     with dask.config.set(LOCAL_CLUSTER_CONFIG), LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
         silence_logs=logging.ERROR,
-    ) as cluster, Client(cluster):  # fmt: skip
-        up = time.perf_counter() - started
-    return up
+    ) as cluster, Client(cluster) as client:  # fmt: skip
+        client.gather(client.map(_import_ingest, range(workers), pure=False))
+    return time.perf_counter() - started
+
+
+def _import_ingest(_index: int) -> None:
+    """A worker's first task: the imports every decoding task needs."""
+    import batchfrac.ingest.entry  # noqa: F401
 
 
 def _cores() -> int:
