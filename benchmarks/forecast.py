@@ -36,10 +36,9 @@ def doctor_estimate(archive: Path, args: argparse.Namespace) -> tuple[dict, floa
     """``doctor --json``'s ``estimate`` and the seconds doctor took."""
     command = [
         sys.executable, "-m", "batchfrac", "doctor", str(archive), "--json",
-        "--bundle", str(args.bundle), "--batch-size", str(args.batch_size),
+        "--bundle", str(args.bundle),
     ]  # fmt: skip
-    if args.workers is not None:
-        command += ["--workers", str(args.workers)]
+    command += _settings(args)
     started = time.perf_counter()
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, check=False)
     took = time.perf_counter() - started
@@ -52,16 +51,24 @@ def scan_wall(archive: Path, out: Path, args: argparse.Namespace) -> tuple[float
     """Wall seconds of ``batchfrac scan`` from process start to exit, and its run.json."""
     command = [
         sys.executable, "-m", "batchfrac", "scan", str(archive), "--out", str(out),
-        "--bundle", str(args.bundle), "--batch-size", str(args.batch_size), "--quiet",
+        "--bundle", str(args.bundle), "--quiet",
     ]  # fmt: skip
-    if args.workers is not None:
-        command += ["--workers", str(args.workers)]
+    command += _settings(args)
     started = time.perf_counter()
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, check=False)
     took = time.perf_counter() - started
     if done.returncode not in (0, 3):
         raise SystemExit(f"scan failed ({done.returncode}):\n{done.stderr}")
     return took, json.loads((out / "run.json").read_text())
+
+
+def _settings(args: argparse.Namespace) -> list[str]:
+    """The scan settings doctor and the scan share (each left to its default when unset)."""
+    settings = []
+    for option, value in (("--workers", args.workers), ("--batch-size", args.batch_size)):
+        if value is not None:
+            settings += [option, str(value)]
+    return settings
 
 
 def _load() -> str:
@@ -76,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "--bundle", type=Path, default=Path(str(files("batchfrac") / "demo_bundle"))
     )
     parser.add_argument("--workers", type=int, default=None, help="scan --workers [cores]")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None, help="[the backend's]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args(argv)

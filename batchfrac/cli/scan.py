@@ -214,7 +214,8 @@ def _run(config: ScanConfig, quiet: bool, terminal: Console) -> ScanSummary:
 
     from ..errors import BatchfracError
     from ..scan.progress import ScanProgress
-    from ..scan.run import LOG_FILE, load_pseudonyms, run_scan
+    from ..scan.run import load_pseudonyms, run_scan
+    from ..scan.scanlog import LOG_FILE
     from .console import native_stderr_to
 
     try:

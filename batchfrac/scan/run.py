@@ -20,21 +20,18 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import pyarrow as pa
-
 from .. import __version__
-from ..atomic import make_report_dir, open_report_log
+from ..atomic import make_report_dir
 from ..enums import Backend, Bone, Head
 from ..errors import BatchfracError, BundleError
 from ..ingest.preprocess import PreprocessSpec
 from ..report.deidentify import (
     PSEUDONYMS_META_KEY,
     ReportPseudonyms,
-    ScanLogFormatter,
     check_outdir,
     key_marker,
 )
@@ -47,16 +44,15 @@ from .cluster import dask_ingest
 from .config import ScanConfig
 from .feed import ChunkInference
 from .inference import BatchPredictor, InferenceBundle
-from .previous import PreviousNight, PreviousUnusable, load_previous
+from .previous import PreviousNight, previous_summary, use_previous
 from .resume import PARTS_DIR, Ledger, config_id, outdir_lock, remove_stale_temp_files
+from .scanlog import scan_log
 
 if TYPE_CHECKING:
     from ..bundle.device import BackendInfo
     from ..ingest.entry import IngestConfig
 
 log = logging.getLogger(__name__)
-
-LOG_FILE = "scan.log"
 
 
 class ScanBundle(InferenceBundle, Protocol):
@@ -109,50 +105,6 @@ def load_bundle(path: Path) -> ScanBundle:
     if missing:
         raise BundleError(f"bundle {path} cannot scan: it lacks the heads {missing}")
     return bundle
-
-
-#: Loggers whose records go to scan.log during a scan: ours, Dask's, and the libraries
-#: that log per file (pydicom logs a traceback for every plugin that fails on a frame),
-#: plus Python warnings (``py.warnings``). None of them reach the terminal.
-_LOGGED = ("batchfrac", "distributed", "pydicom", "py.warnings", "tensorflow", "absl", "jax")
-
-
-@contextlib.contextmanager
-def scan_log(out: Path, pseudonyms: ReportPseudonyms | None = None) -> Iterator[None]:
-    """Append the scan's log records (:data:`_LOGGED`) to ``OUTDIR/scan.log`` (created
-    0640), values quoted by libraries redacted and, with ``pseudonyms``, archive paths
-    pseudonymised (:class:`~batchfrac.report.deidentify.ScanLogFormatter`); an exception
-    that stops the scan is logged there with its traceback."""
-    os.close(open_report_log(out / LOG_FILE))
-    handler = logging.FileHandler(out / LOG_FILE, encoding="utf-8")
-    handler.setFormatter(
-        ScanLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", pseudonyms)
-    )
-    handler.setLevel(logging.INFO)
-    loggers = [logging.getLogger(name) for name in _LOGGED]
-    saved = [(lg, lg.level, lg.propagate) for lg in loggers]
-    ours = logging.getLogger("batchfrac")
-    if ours.getEffectiveLevel() > logging.INFO:
-        ours.setLevel(logging.INFO)
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.propagate = False
-    logging.captureWarnings(True)
-    try:
-        yield
-    except BaseException as exc:
-        if not isinstance(exc, KeyboardInterrupt):
-            log.error("the scan stopped: %s: %s", type(exc).__name__, exc, exc_info=True)
-        else:
-            log.warning("the scan was interrupted (Ctrl-C); finished chunks are kept")
-        raise
-    finally:
-        logging.captureWarnings(False)
-        for lg, level, propagate in saved:
-            lg.removeHandler(handler)
-            lg.setLevel(level)
-            lg.propagate = propagate
-        handler.close()
 
 
 def run_scan(
@@ -209,7 +161,7 @@ def run_scan(
         ledger.load()
         log.info("resume ledger: %d files already reported in %d parts", len(ledger),
                  ledger.old_parts)  # fmt: skip
-        previous = _use_previous(config, ledger, provenance.config_id)
+        previous = use_previous(config, ledger, provenance.config_id)
         work = scan_pending(
             config, bundle, ingest_config, ledger, provenance, observer, ingest, started=clock
         )
@@ -230,30 +182,6 @@ def run_scan(
         )
         thresholds = {bone: bundle.threshold(bone) for bone in Bone}
         return write_reports(config.out, images, thresholds, record, csv=config.csv)
-
-
-def _use_previous(config: ScanConfig, ledger: Ledger, config_id: str) -> PreviousNight | str | None:
-    """Add the previous night's rows to the ledger (``--previous``): the night, or why its
-    reports were not used (then every file is read), or ``None`` without ``--previous``."""
-    if config.previous is None:
-        return None
-    try:
-        night = load_previous(config.previous, config_id)
-    except PreviousUnusable as exc:
-        log.warning("--previous %s not used, scanning every file: %s", config.previous, exc)
-        return str(exc)
-    added = ledger.add_previous(night.images, night.keys, errors=config.previous_errors)
-    log.info("--previous %s (run %s): %d files to reuse if unchanged",
-             config.previous, night.run_id, added)  # fmt: skip
-    return night
-
-
-def previous_summary(night: PreviousNight, images: pa.Table) -> dict[str, object]:
-    """``run.json``'s ``previous``: which run, and how many of its files are gone tonight."""
-    tonight = set(images.column("path").to_pylist())
-    removed = {key[0] for key, _status in night.keys} - tonight
-    return {"used": True, "run_id": night.run_id, "path": str(night.path),
-            "files_removed": len(removed)}  # fmt: skip
 
 
 def load_pseudonyms(config: ScanConfig) -> ReportPseudonyms | None:

@@ -11,6 +11,8 @@ from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLossless,
     JPEGLSLossless,
     RLELossless,
 )
@@ -44,8 +46,14 @@ class TestPluginOrder:
         assert plugin_order(own, 1) == ("pydicom",)  # type: ignore[arg-type]
 
     def test_preferred_first_then_pydicoms_order(self) -> None:
-        decoder = fake_decoder(JPEGLSLossless, ("gdcm", "pyjpegls", "pylibjpeg"))
-        assert plugin_order(decoder, 1) == ("pyjpegls", "gdcm", "pylibjpeg")  # type: ignore[arg-type]
+        decoder = fake_decoder(JPEGLSLossless, ("gdcm", "pyjpegls", "pylibjpeg", "pillow"))
+        assert plugin_order(decoder, 1) == ("pyjpegls", "pylibjpeg", "pillow")  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("syntax", [JPEGBaseline8Bit, JPEGLSLossless, JPEGLossless])
+    def test_gdcm_is_the_last_resort_for_every_syntax(self, syntax: str) -> None:
+        # it aborts the process on some corrupt baseline JPEG frames too (hostile.gdcm_abort_jpeg)
+        assert plugin_order(fake_decoder(syntax, ("gdcm", "pylibjpeg")), 1) == ("pylibjpeg",)  # type: ignore[arg-type]
+        assert plugin_order(fake_decoder(syntax, ("gdcm",)), 1) == ("gdcm",)  # type: ignore[arg-type]
 
     def test_native_syntaxes_need_no_plugin(self) -> None:
         native = SimpleNamespace(UID=UID(ExplicitVRLittleEndian), is_native=True)
