@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ from ..enums import Bone, ImageFlag, Status
 from ..exitcodes import ExitCode
 from .aggregate import aggregate_studies, duplicate_instance_rows
 from .csv_export import export_csv
-from .heatmap import HEATMAPS_DIR
 from .html import render_index
 from .parquet import write_parquet
 from .rows import ImageRow
@@ -106,9 +104,8 @@ def remove_report_set(out: Path) -> None:
     set that looks finished (a ``run.json`` is written only after every other report)."""
     for name in REPORT_FILES:
         (out / name).unlink(missing_ok=True)
-    # Heatmaps are drawn after the last batch, never kept in parts: the next run's own.
-    # Thumbnails stay: the rows of parts name them (unnamed ones go when the scan ends).
-    shutil.rmtree(out / HEATMAPS_DIR, ignore_errors=True)
+    # Pictures stay: rows of parts and of this report name them; those no row of the
+    # next report names are deleted when it is written (batchfrac.scan.pictures).
     fsync_directory(out)
 
 

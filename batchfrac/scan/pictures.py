@@ -69,6 +69,34 @@ class CamBundle(Protocol):
     def gradcam(self, name: Head, features: list[np.ndarray]) -> np.ndarray: ...
 
 
+#: A drawn heatmap: its path relative to ``OUTDIR`` and its peak (x, y) in stored pixels.
+Heatmap = tuple[str, int | None, int | None]
+
+
+def reported_heatmaps(out: Path) -> dict[str, Heatmap]:
+    """The heatmaps that ``out``'s last report (``images.parquet``) names, by picture
+    name: read before a scan replaces the report, so that its rows reused from parts keep
+    them (the Grad-CAM of an unchanged file under the same settings is the same)."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(out / "images.parquet", columns=[*_HEATMAP_KEYS])
+    except (OSError, ValueError, pa.ArrowException):
+        return {}
+    return {
+        picture_name(r["path"], r["frame"]): (
+            r["heatmap"],
+            r["heatmap_peak_x"],
+            r["heatmap_peak_y"],
+        )
+        for r in table.to_pylist()
+        if r["heatmap"]
+    }
+
+
+_HEATMAP_KEYS = ("path", "frame", "heatmap", "heatmap_peak_x", "heatmap_peak_y")
+
+
 def picture_name(report_path: str, frame: int) -> str:
     """The file name stem of a row's pictures: a hash of its report path and frame."""
     return hashlib.sha256(f"{report_path}\0{int(frame)}".encode()).hexdigest()[:24]
@@ -117,6 +145,8 @@ class Pictures:
         self.name_of = name_of
         self.heatmaps_max = heatmaps_max
         self.uncertain = uncertain
+        #: Names of the images inferred in this run (their earlier heatmaps are stale).
+        self.inferred: set[str] = set()
         self._held: dict[Any, tuple[str, LetterboxGeometry, np.ndarray]] = {}
         self._thumbnails: dict[Any, str] = {}
         self._abnormal: list[_Candidate] = []  # min-heap on probability
@@ -138,6 +168,7 @@ class Pictures:
         write_bytes(self.out / relative, png_bytes(picture), mode=REPORT_FILE_MODE)
         self._thumbnails[key] = relative
         self._held[key] = (name, geometry, image.astype(np.float16))
+        self.inferred.add(name)
 
     def thumbnail(self, key: Any) -> str | None:
         """The thumbnail's path relative to ``OUTDIR`` (once: the key is forgotten)."""
@@ -168,15 +199,18 @@ class Pictures:
         elif candidate > heap[0]:
             heapq.heapreplace(heap, candidate)
 
-    def make_heatmaps(self, bundle: CamBundle) -> dict[str, tuple[str, int | None, int | None]]:
+    def make_heatmaps(
+        self, bundle: CamBundle, earlier: Mapping[str, Heatmap] | None = None
+    ) -> dict[str, Heatmap]:
         """Draw the chosen heatmaps: picture name -> (path relative to ``OUTDIR``, peak x,
-        peak y). Counts what was written and left out in :attr:`stats`."""
+        peak y), plus the ``earlier`` ones (:func:`reported_heatmaps`) of images not
+        inferred in this run. Counts what was written and left out in :attr:`stats`."""
+        made = {k: v for k, v in (earlier or {}).items() if k not in self.inferred}
         chosen = sorted(self._abnormal, reverse=True) + sorted(self._close, reverse=True)
         chosen = chosen[: max(0, self.heatmaps_max)]
         self._abnormal, self._close = [], []
         flagged = self.abnormal + min(self.uncertain, self.others)
         self.stats = HeatmapStats(flagged=flagged, left_out=flagged - len(chosen))
-        made: dict[str, tuple[str, int | None, int | None]] = {}
         if not chosen:
             return made
         started = time.perf_counter()
@@ -190,14 +224,14 @@ class Pictures:
                 cams = bundle.gradcam(bone.head, bundle.trunk_features(x))
                 for candidate, cam in zip(batch, cams, strict=True):
                     made[candidate.name] = self._write_heatmap(candidate, cam)
-        self.stats.written = len(made)
+        self.stats.written = len(chosen)
         self.stats.seconds = time.perf_counter() - started
         log.info("heatmaps: %d written, %d left out (--heatmaps-max %d), %.1f s (%s)",
                  len(made), self.stats.left_out, self.heatmaps_max, self.stats.seconds,
                  self.stats.method)  # fmt: skip
         return made
 
-    def _write_heatmap(self, c: _Candidate, cam: np.ndarray) -> tuple[str, int | None, int | None]:
+    def _write_heatmap(self, c: _Candidate, cam: np.ndarray) -> Heatmap:
         display = c.image.astype(np.float32)[c.geometry.content][..., 0]
         picture = render_overlay(display, cam, c.geometry, HEATMAP_SIDE)
         relative = f"{HEATMAPS_DIR}/{c.name}.png"
@@ -209,7 +243,7 @@ class Pictures:
 def finish_pictures(
     out: Path,
     images: pa.Table,
-    heatmaps: Mapping[str, tuple[str, int | None, int | None]],
+    heatmaps: Mapping[str, Heatmap],
     previous: Path | None = None,
 ) -> pa.Table:
     """``images`` with this run's heatmaps filled in and every picture column checked: a

@@ -45,7 +45,7 @@ from .cluster import dask_ingest
 from .config import ScanConfig
 from .feed import Background, ChunkInference, warm_up
 from .inference import BatchPredictor, InferenceBundle
-from .pictures import Pictures, finish_pictures, picture_name
+from .pictures import Pictures, finish_pictures, picture_name, reported_heatmaps
 from .previous import PreviousNight, PreviousUnusable, load_previous
 from .resume import PARTS_DIR, Ledger, config_id, outdir_lock, remove_stale_temp_files
 from .scanlog import scan_log
@@ -144,6 +144,7 @@ def run_scan(
         log.info("scan %s of %s into %s (batchfrac %s)", info.run_id, config.archive,
                  config.out, __version__)  # fmt: skip
         remove_stale_temp_files(config.out)
+        earlier_heatmaps = reported_heatmaps(config.out)
         remove_report_set(config.out)
         bundle = bundle or load_bundle(config.bundle)
         log.info("bundle %s from %s%s", bundle.bundle_id, bundle.path,
@@ -175,7 +176,7 @@ def run_scan(
         pictures = make_pictures(config, bundle.spec, thresholds, pseudonyms)
         work = scan_pending(config, bundle, ingest_config, ledger, provenance, observer, ingest,
                             started=clock, pictures=pictures)  # fmt: skip
-        heatmaps = pictures.make_heatmaps(bundle)
+        heatmaps = pictures.make_heatmaps(bundle, earlier_heatmaps)
         images = finish_pictures(config.out, ledger.assemble(), heatmaps, config.previous)
         previous_info: dict[str, object] | None = None
         if isinstance(previous, PreviousNight):

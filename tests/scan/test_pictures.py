@@ -42,7 +42,9 @@ def _png_side(path: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def onnx_scan(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> tuple[Path, Path, str]:
+def onnx_scan(
+    tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path
+) -> tuple[Path, Path, str]:
     """The tiny real bundle scanning a tiny DICOM archive on ONNX Runtime with a
     pseudonymisation key and two uncertain heatmaps, in a subprocess: (archive, out,
     frameworks imported)."""
@@ -140,24 +142,34 @@ def test_heatmaps_max_caps_them_most_probable_first_and_run_json_counts_the_rest
     assert all(r["heatmap"] is None and r["thumbnail"] for r in rows)
 
 
-def test_a_rerun_keeps_thumbnails_of_reused_rows_and_drops_stale_heatmaps(
+def test_a_rerun_keeps_the_pictures_of_reused_rows_and_deletes_unnamed_ones(
     tmp_path: Path,
 ) -> None:
     archive = _fake_archive(tmp_path / "a", [0.95, 0.1])
     out = tmp_path / "out"
     config = ScanConfig(archive, out, Path("unused"), workers=0)
     run_scan(config, bundle=FakeBundle(), ingest=text_ingest)
-    stale = out / "thumbnails" / ("0" * 24 + ".png")
-    stale.write_bytes(b"x")
+    first = pq.read_table(out / "images.parquet").to_pylist()
+    assert [bool(r["heatmap"]) for r in first] == [True, False]
+    stale = [out / d / ("0" * 24 + ".png") for d in ("thumbnails", "heatmaps")]
+    for path in stale:
+        path.write_bytes(b"x")
     summary = run_scan(config, bundle=FakeBundle(), ingest=text_ingest)  # every row reused
     rows = pq.read_table(out / "images.parquet").to_pylist()
     assert summary.run["counts"]["files_reused"] == 2
-    assert all(r["thumbnail"] and (out / r["thumbnail"]).is_file() for r in rows)
-    assert all(r["heatmap"] is None for r in rows)  # heatmaps are made for new rows only
-    assert not stale.exists() and not any((out / "heatmaps").glob("*"))
+    assert summary.run["heatmaps"]["written"] == 0  # nothing inferred, nothing drawn
+    assert rows == first
+    assert all((out / r[k]).is_file() for r in rows for k in ("thumbnail", "heatmap") if r[k])
+    assert not any(path.exists() for path in stale)
 
     tonight = ScanConfig(archive, tmp_path / "tonight", Path("unused"), workers=0,
                          previous=out)  # fmt: skip
     run_scan(tonight, bundle=FakeBundle(), ingest=text_ingest)
     rows = pq.read_table(tmp_path / "tonight" / "images.parquet").to_pylist()
-    assert all(r["thumbnail"] and (tmp_path / "tonight" / r["thumbnail"]).is_file() for r in rows)
+    assert rows == first  # the previous night's pictures, copied
+    for row in rows:
+        for key in ("thumbnail", "heatmap"):
+            if row[key]:
+                assert (tmp_path / "tonight" / row[key]).read_bytes() == (
+                    out / row[key]
+                ).read_bytes()
