@@ -175,6 +175,8 @@ def test_the_page_of_a_real_scan_of_the_sample_archive(browser: Any, tmp_path: P
     count, decoded, sources = show_every_picture(browser)
     assert count == decoded == len(ok) + len(heatmaps)  # every picture loads
     assert set(heatmaps) <= set(sources)
+    summary = browser.execute_script("return document.getElementById('summary').textContent")
+    assert f"{len(heatmaps)} drawn, 0 left out" in summary  # their count and cost
     check_offline(browser, out)
     assert console_problems(browser) == []
     browser.save_screenshot(str(tmp_path / "report-page.png"))
