@@ -29,3 +29,7 @@ DEFAULT_MAX_DECODED_BYTES = 1 << 30
 
 #: Rows or Columns under this: too small to score (``too_small``, skipped).
 DEFAULT_MIN_SIDE = 32
+
+#: Grad-CAM heatmaps a scan draws at most (``--heatmaps-max``): each costs a trunk and
+#: head pass, a backward step and two PNGs, and the report page shows them all.
+DEFAULT_HEATMAPS_MAX = 200

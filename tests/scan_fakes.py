@@ -36,6 +36,7 @@ class FakeBundle:
     path = Path("/nonexistent/fake-bundle")
     fixed_batch = True
     backend = BackendInfo(name="fake", device="cpu", providers=(), batch_size=32, fixed_batch=True)
+    gradcam_method = "fake"
 
     def __init__(self, image_size: int = 32, thresholds: dict[Bone, float] | None = None) -> None:
         self.image_size = image_size
@@ -74,6 +75,12 @@ class FakeBundle:
             return router_probs(means)
         p = (BONES.index(Bone(head.value)) + 1) / 10 + 0.05 * means
         return np.stack([1 - p, p], axis=1)
+
+    def gradcam(self, name: Head, features: list[np.ndarray]) -> np.ndarray:
+        """A 2 x 2 map hot in its top-right cell, for every image."""
+        cams = np.zeros((len(features[0]), 2, 2), np.float32)
+        cams[:, 0, 1] = 1.0
+        return cams
 
 
 def router_probs(means: np.ndarray) -> np.ndarray:

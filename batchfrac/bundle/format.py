@@ -251,6 +251,23 @@ class ModelBundle:
         self.head_meta(name)
         return self._engine().probs(head_name(name), features)
 
+    @property
+    def gradcam_method(self) -> str:
+        """How :meth:`gradcam` computes its maps on the backend in use."""
+        return "onnx-numpy" if self._onnx is not None else "keras-autodiff"
+
+    def gradcam(self, name: str | Head, features: Sequence[np.ndarray]) -> np.ndarray:
+        """Grad-CAM maps float32 (N, h, w) in [0, 1] of the abnormal class of head
+        ``name`` on trunk features (``log_odds`` score): in numpy from the ONNX graph's
+        ``top_activation`` on ONNX Runtime (:mod:`.onnx_cam`, no TensorFlow), with
+        :func:`batchfrac.bundle.gradcam.gradcam` on Keras."""
+        self.head_meta(name)
+        if self._onnx is not None:
+            return self._onnx.gradcam(head_name(name), features)
+        from .gradcam import gradcam
+
+        return gradcam(self.runtime.head(head_name(name)), features)
+
     def all_head_probs(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every head's probabilities on images ``x``: the trunk once and all heads, fused
         into one compiled call on Keras. More arithmetic than routing (each head sees every

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import BundleError
 from .device import CPU_BATCH_ONNX, BackendInfo, accelerator_batch_size, gpu_free_bytes
-from .onnx_graph import FEATURES, IMAGE_INPUT
+from .onnx_graph import FEATURES, IMAGE_INPUT, PROBS_OUTPUT
 from .weightfile import sha256_bytes
 
 ONNX_SECTION = "onnx"
@@ -103,11 +103,10 @@ class OnnxRuntime:
         self.trunk = self._session(self._records["trunk"])
         self.providers = tuple(self.trunk.get_providers())
         self._heads: dict[str, Any] = {}
+        self._cam_heads: dict[str, tuple[Any, np.ndarray]] = {}
         self._n_classes = {name: int(head["n_classes"]) for name, head in meta["heads"].items()}
 
-    def _session(self, record: Mapping[str, Any]) -> Any:
-        import onnxruntime
-
+    def _read(self, record: Mapping[str, Any]) -> bytes:
         file = self.path / record["file"]
         try:
             data = file.read_bytes()
@@ -115,6 +114,13 @@ class OnnxRuntime:
             raise BundleError(f"cannot read ONNX graph {file}: {exc}") from exc
         if sha256_bytes(data) != record["sha256"]:
             raise BundleError(f"sha256 of {file} does not match bundle.json")
+        return data
+
+    def _session(self, record: Mapping[str, Any], data: bytes | None = None) -> Any:
+        import onnxruntime
+
+        file = self.path / record["file"]
+        data = self._read(record) if data is None else data
         try:
             return onnxruntime.InferenceSession(data, self._options, providers=self._providers)
         except Exception as exc:  # onnxruntime raises its own, undocumented types
@@ -169,6 +175,27 @@ class OnnxRuntime:
         if len(arrays[0]) == 0:
             return np.zeros((0, self._n_classes[name]), np.float32)
         return np.asarray(self.head(name).run(None, dict(zip(FEATURES, arrays, strict=True)))[0])
+
+    def gradcam(self, name: str, features: Sequence[np.ndarray]) -> np.ndarray:
+        """Grad-CAM maps (N, h, w) of the abnormal class of head ``name`` on trunk
+        ``features``, in numpy from the head's ``top_activation`` (:mod:`.onnx_cam`)."""
+        import onnx
+
+        from .onnx_cam import CAM_OUTPUT, dense_kernel, numpy_gradcam, with_cam_output
+
+        if name not in self._cam_heads:
+            if name not in self._records["heads"]:
+                raise BundleError(f"{self.path}: no ONNX graph of head {name}")
+            record = self._records["heads"][name]
+            data = self._read(record)
+            kernel = dense_kernel(onnx.load_from_string(data))
+            self._cam_heads[name] = (self._session(record, with_cam_output(data)), kernel)
+        session, kernel = self._cam_heads[name]
+        arrays = [np.ascontiguousarray(f, dtype=np.float32) for f in features]
+        probs, activation = session.run(
+            [PROBS_OUTPUT, CAM_OUTPUT], dict(zip(FEATURES, arrays, strict=True))
+        )
+        return numpy_gradcam(activation, kernel, probs)
 
     def all_probs(self, x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         """Probabilities of every head in ``names`` on images ``x`` (one trunk pass)."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from ..defaults import (
+    DEFAULT_HEATMAPS_MAX,
     DEFAULT_MAX_DECODED_BYTES,
     DEFAULT_MAX_FRAME_PIXELS,
     DEFAULT_MAX_FRAMES,
@@ -67,6 +68,20 @@ def scan(
             "keras, or auto (onnx when the bundle has ONNX graphs)."
         ),
     ] = Backend.AUTO,
+    heatmaps_max: Annotated[
+        int,
+        typer.Option(
+            help="At most this many Grad-CAM heatmaps (abnormal images first, most probable "
+            "first; then --heatmaps-uncertain). 0 = none; run.json counts those left out."
+        ),
+    ] = DEFAULT_HEATMAPS_MAX,
+    heatmaps_uncertain: Annotated[
+        int,
+        typer.Option(
+            help="Heatmaps also for the N images scored normal whose probability is "
+            "closest to their bone's threshold."
+        ),
+    ] = 0,
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No progress: one summary line at most (cron).")
     ] = False,
@@ -172,6 +187,8 @@ def scan(
             previous_errors=previous_errors,
             pseudonymize_key_file=pseudonymize_key_file,
             backend=backend,
+            heatmaps_max=heatmaps_max,
+            heatmaps_uncertain=heatmaps_uncertain,
         )
         check_paths(config.archive, config.out)
         load_pseudonyms(config)  # a bad key file is refused before anything is written

@@ -17,6 +17,9 @@ import numpy as np
 
 from ..ingest.preprocess import LetterboxGeometry
 
+#: Folders of a report set's pictures, relative to the output directory.
+THUMBNAILS_DIR = "thumbnails"
+HEATMAPS_DIR = "heatmaps"
 #: Relative tolerance of a tie for the maximum (interpolation rounds in float32).
 _TIE = 1e-5
 

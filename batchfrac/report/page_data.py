@@ -136,6 +136,7 @@ def page_document(
 def _run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
     bundle = run.get("bundle", {})
     throughput = run.get("throughput", {})
+    heatmaps = run.get("heatmaps")
     return {
         "run_id": run.get("run_id"),
         "started_at": run.get("started_at"),
@@ -153,7 +154,12 @@ def _run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
         },
         "counts": run.get("counts", {}),
         "throughput": {k: throughput.get(k) for k in _THROUGHPUT},
+        "heatmaps": {k: heatmaps.get(k) for k in _HEATMAPS} if heatmaps else None,
     }
+
+
+#: What the page shows of ``run.json``'s ``heatmaps`` (their cost among them).
+_HEATMAPS = ("written", "left_out", "seconds", "method")
 
 
 def _study_entry(study: StudyRow) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from .deidentify import PSEUDONYMS_META_KEY, run_json_record
 from .parquet import Provenance
 from .schema import run_json_schema
 
-RUN_SCHEMA_VERSION = "1.1.0"
+RUN_SCHEMA_VERSION = "1.2.0"
 
 
 def utc_now() -> str:
@@ -166,6 +166,9 @@ class RunRecord:
     #: ``--previous``: ``{"used": True, "run_id", "path", "files_removed"}`` or
     #: ``{"used": False, "why_not"}``; ``None`` without ``--previous``.
     previous: Mapping[str, Any] | None = None
+    #: Grad-CAM heatmaps of this run: ``{"written", "left_out", "flagged", "seconds",
+    #: "method"}`` (:class:`batchfrac.scan.pictures.HeatmapStats`).
+    heatmaps: Mapping[str, Any] | None = None
 
 
 def run_document(
@@ -229,6 +232,7 @@ def run_document(
         "exit_code": exit_code,
         "pseudonyms": run_json_record(provenance.extra.get(PSEUDONYMS_META_KEY)),
         **({"previous": dict(record.previous)} if record.previous is not None else {}),
+        **({"heatmaps": dict(record.heatmaps)} if record.heatmaps is not None else {}),
     }
 
 

@@ -104,6 +104,8 @@ def remove_report_set(out: Path) -> None:
     set that looks finished (a ``run.json`` is written only after every other report)."""
     for name in REPORT_FILES:
         (out / name).unlink(missing_ok=True)
+    # Pictures stay: rows of parts and of this report name them; those no row of the
+    # next report names are deleted when it is written (batchfrac.scan.pictures).
     fsync_directory(out)
 
 

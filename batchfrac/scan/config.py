@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..defaults import (
+    DEFAULT_HEATMAPS_MAX,
     DEFAULT_LOW_CONFIDENCE,
     DEFAULT_MAX_DECODED_BYTES,
     DEFAULT_MAX_FRAME_PIXELS,
@@ -80,12 +81,18 @@ class ScanConfig:
     """Key file for keyed pseudonyms of identifiers and paths (its path is recorded in
     ``run.json``, the key itself never)."""
     backend: Backend = Backend.AUTO
+    #: At most this many Grad-CAM heatmaps per run (0: none), abnormal images first.
+    heatmaps_max: int = DEFAULT_HEATMAPS_MAX
+    #: Heatmaps also for the N images scored normal closest to their bone's threshold.
+    heatmaps_uncertain: int = 0
 
     def __post_init__(self) -> None:
         checks = {
             "--workers must be >= 0": self.workers >= 0,
             "--batch-size must be >= 1": self.batch_size is None or self.batch_size >= 1,
             "--chunk-size must be >= 1": self.chunk_size >= 1,
+            "--heatmaps-max must be >= 0": self.heatmaps_max >= 0,
+            "--heatmaps-uncertain must be >= 0": self.heatmaps_uncertain >= 0,
             "--max-frame-pixels must be >= 1": self.max_frame_pixels >= 1,
             "--max-frames must be >= 1": self.max_frames >= 1,
             "--max-decoded-mb must be >= 1": self.max_decoded_bytes >= 1 << 20,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from ..records import ImageResult, Prediction
 from ..report.rows import ImageRow, image_row
 from .chunks import NullObserver, ScanObserver
 from .inference import BatchPredictor, BatchQueue
+from .pictures import Pictures
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +51,13 @@ class ChunkInference:
         *,
         low_confidence: float = DEFAULT_LOW_CONFIDENCE,
         observer: ScanObserver | None = None,
+        pictures: Pictures | None = None,
     ) -> None:
         self.queue: BatchQueue[tuple[int, int]] = BatchQueue(predictor)
         self.write_part = write_part
         self.low_confidence = low_confidence
         self.observer = observer or NullObserver()
+        self.pictures = pictures
         self._chunks: dict[int, _Chunk] = {}
         self._next_id = 0
         self.files = 0
@@ -101,6 +105,8 @@ class ChunkInference:
             if result.pixels is None:
                 raise ValueError(f"ok ingest result without pixels: {result.file.path}")
             chunk.outstanding += 1
+            if self.pictures is not None:
+                self.pictures.hold((chunk_id, index), result)
             ready += self.queue.put((chunk_id, index), result.pixels)
             chunk.results[index] = dataclasses.replace(result, pixels=None)  # free it now
         self._complete(ready)
@@ -121,6 +127,8 @@ class ChunkInference:
         for (chunk_id, index), prediction in ready:
             chunk = self._chunks[chunk_id]
             chunk.predictions[index] = prediction
+            if self.pictures is not None:
+                self.pictures.predicted((chunk_id, index), prediction)
             chunk.outstanding -= 1
             if chunk.outstanding == 0:
                 self._write(chunk_id)
@@ -131,5 +139,46 @@ class ChunkInference:
             image_row(r, p, low_confidence=self.low_confidence)
             for r, p in zip(chunk.results, chunk.predictions, strict=True)
         ]
+        if self.pictures is not None:
+            rows = [
+                dataclasses.replace(row, thumbnail=self.pictures.thumbnail((chunk_id, index)))
+                for index, row in enumerate(rows)
+            ]
         self.write_part(rows)
         self.observer.chunk_written(rows)
+
+
+def warm_up(predictor: BatchPredictor, inference: ChunkInference) -> Callable[[], None]:
+    def work() -> None:
+        predictor.warm_up()
+        inference.ready()
+
+    return work
+
+
+class Background:
+    """Runs ``work`` in a daemon thread; :meth:`join` waits and re-raises its exception."""
+
+    def __init__(self, work: Callable[[], None] | None) -> None:
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if work is not None:
+            self._thread = threading.Thread(
+                target=self._run, args=(work,), name="batchfrac-warm-up", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the joining thread
+            self._error = exc
+
+    def join(self) -> None:
+        """Wait for the work to finish (at once if it has); raise what it raised."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error

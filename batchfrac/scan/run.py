@@ -18,9 +18,7 @@ import contextlib
 import itertools
 import logging
 import os
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,19 +34,23 @@ from ..report.deidentify import (
     key_marker,
 )
 from ..report.parquet import Provenance
+from ..report.rows import report_path
 from ..report.runinfo import BundleInfo, InferenceInfo, RunInfo, RunRecord, ScanWork
 from ..report.schema import load_schema
 from ..report.writer import ScanSummary, remove_report_set, write_reports
 from .chunks import IngestChunk, NullObserver, ScanObserver, local_ingest, pending_chunks
 from .cluster import dask_ingest
 from .config import ScanConfig
-from .feed import ChunkInference
+from .feed import Background, ChunkInference, warm_up
 from .inference import BatchPredictor, InferenceBundle
+from .pictures import Pictures, finish_pictures, picture_name, reported_heatmaps
 from .previous import PreviousNight, previous_summary, use_previous
 from .resume import PARTS_DIR, Ledger, config_id, outdir_lock, remove_stale_temp_files
 from .scanlog import scan_log
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..bundle.device import BackendInfo
     from ..ingest.entry import IngestConfig
 
@@ -77,6 +79,11 @@ class ScanBundle(InferenceBundle, Protocol):
     def backend(self) -> BackendInfo: ...
 
     def use_backend(self, backend: Backend, *, threads: int | None = None) -> BackendInfo: ...
+
+    @property
+    def gradcam_method(self) -> str: ...
+
+    def gradcam(self, name: Head, features: list[np.ndarray]) -> np.ndarray: ...
 
 
 class ScanPathError(BatchfracError):
@@ -135,6 +142,7 @@ def run_scan(
         log.info("scan %s of %s into %s (batchfrac %s)", info.run_id, config.archive,
                  config.out, __version__)  # fmt: skip
         remove_stale_temp_files(config.out)
+        earlier_heatmaps = reported_heatmaps(config.out)
         remove_report_set(config.out)
         bundle = bundle or load_bundle(config.bundle)
         log.info("bundle %s from %s%s", bundle.bundle_id, bundle.path,
@@ -162,10 +170,12 @@ def run_scan(
         log.info("resume ledger: %d files already reported in %d parts", len(ledger),
                  ledger.old_parts)  # fmt: skip
         previous = use_previous(config, ledger, provenance.config_id)
-        work = scan_pending(
-            config, bundle, ingest_config, ledger, provenance, observer, ingest, started=clock
-        )
-        images = ledger.assemble()
+        thresholds = {bone: bundle.threshold(bone) for bone in Bone}
+        pictures = make_pictures(config, bundle.spec, thresholds, pseudonyms)
+        work = scan_pending(config, bundle, ingest_config, ledger, provenance, observer, ingest,
+                            started=clock, pictures=pictures)  # fmt: skip
+        heatmaps = pictures.make_heatmaps(bundle, earlier_heatmaps)
+        images = finish_pictures(config.out, ledger.assemble(), heatmaps, config.previous)
         previous_info: dict[str, object] | None = None
         if isinstance(previous, PreviousNight):
             previous_info = previous_summary(previous, images)
@@ -179,9 +189,28 @@ def run_scan(
             work,
             InferenceInfo.of(config.backend.value, bundle.backend, batch_size(config, bundle)),
             previous_info,
+            heatmaps=pictures.stats.to_dict(),
         )
-        thresholds = {bone: bundle.threshold(bone) for bone in Bone}
         return write_reports(config.out, images, thresholds, record, csv=config.csv)
+
+
+def make_pictures(
+    config: ScanConfig,
+    spec: PreprocessSpec,
+    thresholds: dict[Bone, float],
+    pseudonyms: ReportPseudonyms | None,
+) -> Pictures:
+    """The scan's thumbnails and heatmaps (:mod:`.pictures`), named from each row's
+    report path (pseudonymised with a key) and frame."""
+
+    def name_of(path: str, frame: int) -> str:
+        shown = report_path(path)
+        return picture_name(pseudonyms.path(shown) if pseudonyms else shown, frame)
+
+    return Pictures(
+        config.out, spec, thresholds, name_of,
+        heatmaps_max=config.heatmaps_max, uncertain=config.heatmaps_uncertain,
+    )  # fmt: skip
 
 
 def load_pseudonyms(config: ScanConfig) -> ReportPseudonyms | None:
@@ -257,6 +286,7 @@ def scan_pending(
     ingest: IngestChunk | None = None,
     *,
     started: float | None = None,
+    pictures: Pictures | None = None,
 ) -> ScanWork:
     """Decode and infer every file the ledger does not hold yet, writing a part per chunk.
 
@@ -273,13 +303,14 @@ def scan_pending(
         lambda rows: ledger.write_part(rows, provenance),
         low_confidence=config.low_confidence,
         observer=observer,
+        pictures=pictures,
     )
     chunks = pending_chunks(config.archive, ledger, config.chunk_size, observer, inference.add)
     # The first chunks (one per worker at most) are walked before any worker starts: a
     # small archive (a night's new files) needs fewer decoding processes than --workers,
     # and each one costs about 3 CPU-seconds to start.
     head = list(itertools.islice(chunks, max(1, config.workers)))
-    warm = _Background(_warm_up(predictor, inference) if head else None)
+    warm = Background(warm_up(predictor, inference) if head else None)
     chunks = itertools.chain(head, chunks)
     task = ingest or ingest_chunk
     if not head:  # nothing left to decode: no cluster to start
@@ -314,39 +345,3 @@ def scan_pending(
         inference_s=predictor.seconds,
         inference_idle_share=inference.idle_share,
     )
-
-
-def _warm_up(predictor: BatchPredictor, inference: ChunkInference) -> Callable[[], None]:
-    def work() -> None:
-        predictor.warm_up()
-        inference.ready()
-
-    return work
-
-
-class _Background:
-    """Runs ``work`` in a daemon thread; :meth:`join` waits and re-raises its exception."""
-
-    def __init__(self, work: Callable[[], None] | None) -> None:
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        if work is not None:
-            self._thread = threading.Thread(
-                target=self._run, args=(work,), name="batchfrac-warm-up", daemon=True
-            )
-            self._thread.start()
-
-    def _run(self, work: Callable[[], None]) -> None:
-        try:
-            work()
-        except BaseException as exc:  # noqa: BLE001 - handed to the joining thread
-            self._error = exc
-
-    def join(self) -> None:
-        """Wait for the work to finish (at once if it has); raise what it raised."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error

@@ -154,7 +154,7 @@ def test_the_page_of_a_real_scan_of_the_sample_archive(browser: Any, tmp_path: P
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
         [sys.executable, "-m", "batchfrac", "scan", str(REPO / "sample_data" / "archive"),
-         "--out", str(out), "--workers", "0", "--quiet"],
+         "--out", str(out), "--workers", "0", "--quiet", "--heatmaps-uncertain", "2"],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 3, result.stderr
@@ -168,9 +168,15 @@ def test_the_page_of_a_real_scan_of_the_sample_archive(browser: Any, tmp_path: P
     expected = sorted(studies.column("abnormal_probability").to_pylist())
     assert ascending == pytest.approx(expected, abs=0.0011)  # shown with 3 decimals
     images = pq.read_table(out / "images.parquet").to_pylist()
-    pictures = sum(bool(r[k]) for r in images for k in ("thumbnail", "heatmap"))
-    count, decoded, _ = show_every_picture(browser)
-    assert count == decoded == pictures  # 0 until the scan writes thumbnails
+    ok = [r for r in images if r["status"] == "ok"]
+    assert ok and all(r["thumbnail"] for r in ok)  # a thumbnail for every ok image
+    heatmaps = [r["heatmap"] for r in images if r["heatmap"]]
+    assert len(heatmaps) >= 2  # the abnormal ones and the two closest to their threshold
+    count, decoded, sources = show_every_picture(browser)
+    assert count == decoded == len(ok) + len(heatmaps)  # every picture loads
+    assert set(heatmaps) <= set(sources)
+    summary = browser.execute_script("return document.getElementById('summary').textContent")
+    assert f"{len(heatmaps)} drawn, 0 left out" in summary  # their count and cost
     check_offline(browser, out)
     assert console_problems(browser) == []
     browser.save_screenshot(str(tmp_path / "report-page.png"))

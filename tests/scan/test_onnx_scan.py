@@ -59,12 +59,21 @@ def test_onnx_scan_imports_no_tensorflow_and_equals_keras(
     summary = run_scan(config, bundle=demo_on_keras)
     assert summary.run["inference"]["backend"] == "keras"
     assert summary.run["counts"] == run["counts"]
+    # Heatmaps: Grad-CAM in numpy on ONNX Runtime, by autodiff on Keras, of the same images
+    assert (run["heatmaps"]["method"], summary.run["heatmaps"]["method"]) == (
+        "onnx-numpy", "keras-autodiff",
+    )  # fmt: skip
+    assert run["heatmaps"]["written"] == summary.run["heatmaps"]["written"] > 0
     for name, keys in (("images", ("status", "reason", "bone")), ("studies", ("bone",))):
         ours, theirs = _rows(onnx_out, name), _rows(keras_out, name)
         assert ours.keys() == theirs.keys()
         for key, row in ours.items():
             other = theirs[key]
             assert [row[k] for k in keys] == [other[k] for k in keys], key
+            if name == "images":
+                assert [row[k] for k in ("thumbnail", "heatmap")] == [
+                    other[k] for k in ("thumbnail", "heatmap")
+                ], key
             if name == "studies":
                 assert row["prediction"] == other["prediction"], key
             for column in ("abnormal_probability", "bone_confidence"):

@@ -47,6 +47,11 @@ def images(out: Path) -> list[dict[str, object]]:
     return pq.read_table(out / "images.parquet").to_pylist()
 
 
+def without_heatmaps(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    drop = ("heatmap", "heatmap_peak_x", "heatmap_peak_y")
+    return [{k: v for k, v in row.items() if k not in drop} for row in rows]
+
+
 @pytest.fixture
 def archive(tmp_path: Path) -> Path:
     return make_archive(tmp_path / "archive")
@@ -73,7 +78,11 @@ def test_interrupted_scan_resumes_to_the_uninterrupted_result(
     summary = scan(archive, out, second)
     assert done.isdisjoint(second.paths), "reported files are not decoded again"
     assert set(second.paths) | done == {str(archive / rel) for rel in FILES}
-    assert images(out) == reference
+    # Heatmaps are drawn after the last batch, for the images inferred in that run: rows
+    # resumed from the parts of a run that never finished have none (README, "Pictures").
+    resumed = images(out)
+    assert all(r["heatmap"] is None for r in resumed if r["path"] in done)
+    assert without_heatmaps(resumed) == without_heatmaps(reference)
     assert summary.run["counts"]["files_reused"] == len(done)
     assert summary.run["counts"]["files"] == len(FILES)
 

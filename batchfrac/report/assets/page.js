@@ -68,6 +68,11 @@
       ["wall time (s)", num(tp.wall_s, 1)], ["trunk passes per image", num(tp.trunk_passes_per_image, 3)],
       ["trunk sha256", run.bundle.trunk_sha256], ["preprocessing spec", run.spec_id], ["config id", run.config_id]
     ];
+    var hm = run.heatmaps;
+    if (hm) {
+      facts.splice(facts.length - 3, 0, ["heatmaps", str(hm.written) + " drawn, " + str(hm.left_out) +
+        " left out (--heatmaps-max), " + num(hm.seconds, 1) + " s" + (hm.method ? " (" + str(hm.method) + ")" : "")]);
+    }
     if (run.bundle.demo) { facts.splice(6, 0, ["model notice", run.bundle.notice]); }
     box.appendChild(table(null, facts.map(function (f) { return row([el("th", null, f[0]), long(f[1], "trunc wide")]); }), "facts"));
     var statusRows = [];
