@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -51,6 +51,9 @@ def dask_ingest(
     window: int,
     scheduler: str | None = None,
     timeout: float | None = None,
+    client: Any = None,
+    task: RemoteTask | None = None,
+    resources: dict[str, float] | None = None,
 ) -> ChunkResults:
     """Ingest chunks on a Dask cluster with at most ``window`` chunks in flight.
 
@@ -61,11 +64,17 @@ def dask_ingest(
     With ``timeout``, a file still being ingested after that many seconds makes its
     worker report it and exit (:func:`watched_ingest`; the nanny starts a fresh process):
     that file gets an ``error`` row (``timeout``) and the rest of its chunk is retried.
+
+    ``client`` is an open client to use (not closed here); ``task(ingest, paths, config,
+    timeout)`` replaces the decode-only task (``--infer-on workers``:
+    :func:`batchfrac.scan.remote.infer_chunk`), submitted with ``resources``.
     """
     chunks = iter(chunks)
-    with _client(workers, scheduler) as client:
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(connect(workers, scheduler))
         log.info("decoding on Dask: %s", client)
-        tasks = _Tasks(client, ingest, config, timeout)
+        tasks = _Tasks(client, ingest, config, timeout, task, resources)
         for paths in islice(chunks, window):
             tasks.submit(paths)
         while tasks.in_flight:
@@ -76,8 +85,13 @@ def dask_ingest(
                 tasks.submit(refill)
 
 
+#: A task run on a worker instead of the decode-only one: ``(ingest, paths, config,
+#: timeout) -> results`` (see :func:`dask_ingest`).
+RemoteTask = Callable[[IngestChunk, list[str], Any, "float | None"], Any]
+
+
 @contextlib.contextmanager
-def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
+def connect(workers: int, scheduler: str | None) -> Iterator[Any]:
     """A Dask client of the cluster at ``scheduler``, or of a new ``LocalCluster``."""
     import dask
     from dask.distributed import Client, LocalCluster
@@ -125,8 +139,18 @@ class _Tasks:
     ``--timeout 0`` asks for no limit: then nothing is given up and nothing stalls.
     """
 
-    def __init__(self, client: Any, ingest: IngestChunk, config: Any, timeout: float | None):
+    def __init__(
+        self,
+        client: Any,
+        ingest: IngestChunk,
+        config: Any,
+        timeout: float | None,
+        task: RemoteTask | None = None,
+        resources: dict[str, float] | None = None,
+    ) -> None:
         self.client = client
+        self.task = task
+        self.resources = resources
         self.ingest = ingest
         self.config = config
         self.timeout = timeout
@@ -142,7 +166,10 @@ class _Tasks:
 
     def submit(self, paths: list[str]) -> None:
         """Start one task on ``paths`` (watched by a per-file deadline with a timeout)."""
-        if self.timeout is None:
+        if self.task is not None:
+            future = self.client.submit(self.task, self.ingest, paths, self.config, self.timeout,
+                                        pure=False, resources=self.resources)  # fmt: skip
+        elif self.timeout is None:
             future = self.client.submit(guarded, self.ingest, paths, self.config, pure=False)
         else:
             future = self.client.submit(

@@ -22,9 +22,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..report.parquet import file_metadata
-from .resume import FileKey, read_keys
+from .resume import FileKey, Ledger, read_keys
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +90,27 @@ def _validate_run(run: object) -> None:
         jsonschema.validate(run, run_json_schema())
     except jsonschema.ValidationError as exc:
         raise ValueError(exc.message) from None
+
+
+def use_previous(config: Any, ledger: Ledger, config_id: str) -> PreviousNight | str | None:
+    """Add the previous night's rows to the ledger (``--previous``): the night, or why its
+    reports were not used (then every file is read), or ``None`` without ``--previous``."""
+    if config.previous is None:
+        return None
+    try:
+        night = load_previous(config.previous, config_id)
+    except PreviousUnusable as exc:
+        log.warning("--previous %s not used, scanning every file: %s", config.previous, exc)
+        return str(exc)
+    added = ledger.add_previous(night.images, night.keys, errors=config.previous_errors)
+    log.info("--previous %s (run %s): %d files to reuse if unchanged",
+             config.previous, night.run_id, added)  # fmt: skip
+    return night
+
+
+def previous_summary(night: PreviousNight, images: pa.Table) -> dict[str, object]:
+    """``run.json``'s ``previous``: which run, and how many of its files are gone tonight."""
+    tonight = set(images.column("path").to_pylist())
+    removed = {key[0] for key, _status in night.keys} - tonight
+    return {"used": True, "run_id": night.run_id, "path": str(night.path),
+            "files_removed": len(removed)}  # fmt: skip

@@ -20,21 +20,18 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import pyarrow as pa
-
 from .. import __version__
-from ..atomic import make_report_dir, open_report_log
-from ..enums import Backend, Bone, Head
+from ..atomic import make_report_dir
+from ..enums import Backend, Bone, Head, InferOn
 from ..errors import BatchfracError, BundleError
 from ..ingest.preprocess import PreprocessSpec
 from ..report.deidentify import (
     PSEUDONYMS_META_KEY,
     ReportPseudonyms,
-    ScanLogFormatter,
     check_outdir,
     key_marker,
 )
@@ -47,16 +44,17 @@ from .cluster import dask_ingest
 from .config import ScanConfig
 from .feed import ChunkInference
 from .inference import BatchPredictor, InferenceBundle
-from .previous import PreviousNight, PreviousUnusable, load_previous
+from .previous import PreviousNight, previous_summary, use_previous
 from .resume import PARTS_DIR, Ledger, config_id, outdir_lock, remove_stale_temp_files
+from .scanlog import LOG_FILE as LOG_FILE  # re-exported: the CLI names it
+from .scanlog import scan_log
 
 if TYPE_CHECKING:
     from ..bundle.device import BackendInfo
     from ..ingest.entry import IngestConfig
+    from .fleet import Fleet
 
 log = logging.getLogger(__name__)
-
-LOG_FILE = "scan.log"
 
 
 class ScanBundle(InferenceBundle, Protocol):
@@ -111,50 +109,6 @@ def load_bundle(path: Path) -> ScanBundle:
     return bundle
 
 
-#: Loggers whose records go to scan.log during a scan: ours, Dask's, and the libraries
-#: that log per file (pydicom logs a traceback for every plugin that fails on a frame),
-#: plus Python warnings (``py.warnings``). None of them reach the terminal.
-_LOGGED = ("batchfrac", "distributed", "pydicom", "py.warnings", "tensorflow", "absl", "jax")
-
-
-@contextlib.contextmanager
-def scan_log(out: Path, pseudonyms: ReportPseudonyms | None = None) -> Iterator[None]:
-    """Append the scan's log records (:data:`_LOGGED`) to ``OUTDIR/scan.log`` (created
-    0640), values quoted by libraries redacted and, with ``pseudonyms``, archive paths
-    pseudonymised (:class:`~batchfrac.report.deidentify.ScanLogFormatter`); an exception
-    that stops the scan is logged there with its traceback."""
-    os.close(open_report_log(out / LOG_FILE))
-    handler = logging.FileHandler(out / LOG_FILE, encoding="utf-8")
-    handler.setFormatter(
-        ScanLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", pseudonyms)
-    )
-    handler.setLevel(logging.INFO)
-    loggers = [logging.getLogger(name) for name in _LOGGED]
-    saved = [(lg, lg.level, lg.propagate) for lg in loggers]
-    ours = logging.getLogger("batchfrac")
-    if ours.getEffectiveLevel() > logging.INFO:
-        ours.setLevel(logging.INFO)
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.propagate = False
-    logging.captureWarnings(True)
-    try:
-        yield
-    except BaseException as exc:
-        if not isinstance(exc, KeyboardInterrupt):
-            log.error("the scan stopped: %s: %s", type(exc).__name__, exc, exc_info=True)
-        else:
-            log.warning("the scan was interrupted (Ctrl-C); finished chunks are kept")
-        raise
-    finally:
-        logging.captureWarnings(False)
-        for lg, level, propagate in saved:
-            lg.removeHandler(handler)
-            lg.setLevel(level)
-            lg.propagate = propagate
-        handler.close()
-
-
 def run_scan(
     config: ScanConfig,
     observer: ScanObserver | None = None,
@@ -175,7 +129,7 @@ def run_scan(
     fingerprint = pseudonyms.fingerprint if pseudonyms else None
     make_report_dir(config.out)
     check_outdir(config.out, fingerprint, config.out / PARTS_DIR)
-    with outdir_lock(config.out), scan_log(config.out, pseudonyms):
+    with outdir_lock(config.out), scan_log(config.out, pseudonyms), contextlib.ExitStack() as stack:
         if fingerprint:
             log.info("%s", key_marker(fingerprint))
         clock = time.perf_counter()
@@ -187,7 +141,10 @@ def run_scan(
         bundle = bundle or load_bundle(config.bundle)
         log.info("bundle %s from %s%s", bundle.bundle_id, bundle.path,
                  " (DEMO)" if bundle.demo else "")  # fmt: skip
-        choose_backend(bundle, config)
+        fleet = _join_fleet(stack, config, bundle)  # workers checked before any work
+        if fleet is None:
+            choose_backend(bundle, config)
+        backend_name = fleet.backend if fleet is not None else bundle.backend.name
         ingest_config = ingest_settings(config, bundle.spec)
         provenance = Provenance(
             run_id=info.run_id,
@@ -197,9 +154,7 @@ def run_scan(
             spec=bundle.spec.to_dict(),
             weights_sha256=bundle.weights_sha256(),
             config_id=config_id(
-                scan_settings(
-                    config, bundle.bundle_id, ingest_config, bundle.backend.name, fingerprint
-                )
+                scan_settings(config, bundle.bundle_id, ingest_config, backend_name, fingerprint)
             ),
             demo_notice=bundle.notice if bundle.demo else None,
             extra={PSEUDONYMS_META_KEY: fingerprint} if fingerprint else {},
@@ -209,10 +164,16 @@ def run_scan(
         ledger.load()
         log.info("resume ledger: %d files already reported in %d parts", len(ledger),
                  ledger.old_parts)  # fmt: skip
-        previous = _use_previous(config, ledger, provenance.config_id)
-        work = scan_pending(
-            config, bundle, ingest_config, ledger, provenance, observer, ingest, started=clock
-        )
+        previous = use_previous(config, ledger, provenance.config_id)
+        if fleet is not None:
+            from .fleet import remote_pending
+
+            work = remote_pending(config, fleet, ingest_config, ledger, provenance, observer,
+                                  ingest, started=clock)  # fmt: skip
+        else:
+            work = scan_pending(
+                config, bundle, ingest_config, ledger, provenance, observer, ingest, started=clock
+            )
         images = ledger.assemble()
         previous_info: dict[str, object] | None = None
         if isinstance(previous, PreviousNight):
@@ -225,35 +186,26 @@ def run_scan(
             provenance,
             config.arguments(),
             work,
-            InferenceInfo.of(config.backend.value, bundle.backend, batch_size(config, bundle)),
+            fleet.inference_info(config.backend.value, config.batch_size)
+            if fleet is not None
+            else InferenceInfo.of(config.backend.value, bundle.backend, batch_size(config, bundle)),
             previous_info,
         )
         thresholds = {bone: bundle.threshold(bone) for bone in Bone}
         return write_reports(config.out, images, thresholds, record, csv=config.csv)
 
 
-def _use_previous(config: ScanConfig, ledger: Ledger, config_id: str) -> PreviousNight | str | None:
-    """Add the previous night's rows to the ledger (``--previous``): the night, or why its
-    reports were not used (then every file is read), or ``None`` without ``--previous``."""
-    if config.previous is None:
+def _join_fleet(
+    stack: contextlib.ExitStack, config: ScanConfig, bundle: ScanBundle
+) -> Fleet | None:
+    """With ``--infer-on workers``: the checked workers of ``--scheduler`` (or refused)."""
+    if config.infer_on is not InferOn.WORKERS:
         return None
-    try:
-        night = load_previous(config.previous, config_id)
-    except PreviousUnusable as exc:
-        log.warning("--previous %s not used, scanning every file: %s", config.previous, exc)
-        return str(exc)
-    added = ledger.add_previous(night.images, night.keys, errors=config.previous_errors)
-    log.info("--previous %s (run %s): %d files to reuse if unchanged",
-             config.previous, night.run_id, added)  # fmt: skip
-    return night
+    from .fleet import join_fleet
 
-
-def previous_summary(night: PreviousNight, images: pa.Table) -> dict[str, object]:
-    """``run.json``'s ``previous``: which run, and how many of its files are gone tonight."""
-    tonight = set(images.column("path").to_pylist())
-    removed = {key[0] for key, _status in night.keys} - tonight
-    return {"used": True, "run_id": night.run_id, "path": str(night.path),
-            "files_removed": len(removed)}  # fmt: skip
+    fleet = stack.enter_context(join_fleet(config, bundle))
+    log.info("inference on %d Dask workers at %s", len(fleet.workers), config.scheduler)
+    return fleet
 
 
 def load_pseudonyms(config: ScanConfig) -> ReportPseudonyms | None:
