@@ -101,6 +101,8 @@ class BundlePlugin(WorkerPlugin):
         self._lock = threading.Lock()
 
     def setup(self, worker: Any = None) -> None:
+        if self.threads is None and worker is not None:  # one core per worker thread
+            self.threads = getattr(worker, "nthreads", None)
         try:
             self.bundle = self.load()
         except Exception as exc:  # noqa: BLE001 - kept for the driver's check
