@@ -42,6 +42,11 @@ class SchedulerUnreachable(BatchfracError):
     """``--scheduler`` names a scheduler that does not answer."""
 
 
+class WorkerRefused(BatchfracError):
+    """A worker cannot take part in the scan (version, bundle or archive): the scan stops
+    (finished chunks are kept) rather than blame the files of its chunk."""
+
+
 def dask_ingest(
     chunks: Iterable[list[str]],
     config: Any,
@@ -248,6 +253,8 @@ class _Tasks:
         # a BaseException (a Rust codec's PanicException) escape and never wakes the caller.
         error = future.exception()
         future.release()
+        if isinstance(error, WorkerRefused):
+            raise WorkerRefused(str(error)) from None
         if isinstance(error, KilledWorker):
             hung = _reported_hung(self.client, self.since) if self.timeout is not None else set()
             retry, paths, results = after_worker_death(task.paths, hung, self._deaths, self.timeout)

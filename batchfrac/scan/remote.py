@@ -31,15 +31,12 @@ from ..enums import Backend, Head, Routing, Status
 from ..errors import BatchfracError, BundleError
 from ..report.rows import ImageRow, image_row
 from .chunks import IngestChunk
+from .cluster import WorkerRefused
 from .inference import BatchPredictor
 from .workers import describe, guarded, watched_ingest
 
 #: The plugin's name on the workers (one bundle per cluster at a time).
 PLUGIN_NAME = "batchfrac-bundle"
-
-
-class WorkerRefused(BatchfracError):
-    """A worker cannot take part in the scan (version, bundle or archive)."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +214,10 @@ def infer_chunk(
         with plugin._lock:  # one predictor per worker; tasks may share its threads
             predictor = plugin.predictor(settings.batch_size, settings.routing)
             before, trunk_before = predictor.images, predictor.trunk_images
-            images = np.stack([results[i].pixels for i in ok]).astype(np.float32, copy=False)
+            pixels = [results[i].pixels for i in ok]
+            images = np.stack([p for p in pixels if p is not None]).astype(np.float32, copy=False)
+            if len(images) != len(ok):
+                raise ValueError("an ok ingest result without pixels")
             for i, prediction in zip(ok, predictor.predict(images), strict=True):
                 predictions[i] = prediction
             done, trunk_done = predictor.images - before, predictor.trunk_images - trunk_before

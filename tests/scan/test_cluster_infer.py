@@ -25,7 +25,9 @@ from tests.scan_fakes import make_dicom_archive
 
 DASK = str(Path(sys.executable).with_name("dask"))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "1",
-       "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0"}  # fmt: skip
+       # as the README asks of a --scheduler cluster: our retry policy, not the scheduler's
+       "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0",
+       "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}  # fmt: skip
 DRIVER_FORBIDDEN = ("tensorflow", "keras", "onnxruntime", "jax", "torch")
 
 
@@ -188,7 +190,7 @@ def test_a_worker_killed_mid_scan_loses_and_duplicates_nothing(
     pid = cluster.gpu_worker_pid()
     out = tmp_path / "out"
     argv = scan_argv(archive, out, tiny_bundle, "--scheduler", cluster.address,
-                     "--infer-on", "workers", "--chunk-size", "1")  # fmt: skip
+                     "--infer-on", "workers")  # fmt: skip
     proc = run_cli(argv, tmp_path / "modules.txt")
     try:
         deadline = time.monotonic() + 180
@@ -204,6 +206,8 @@ def test_a_worker_killed_mid_scan_loses_and_duplicates_nothing(
     keys = [(r["path"], r["frame"]) for r in rows]
     assert len(keys) == len(set(keys))
     assert rows == local_rows
+    # The driver saw the death and applied the retry policy (chunk split, files again).
+    assert "a worker died on a chunk of 2 files" in (out / "scan.log").read_text()
     cluster.wait(2)  # the nanny brought the worker back
 
 
