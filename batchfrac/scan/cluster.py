@@ -25,6 +25,7 @@ from .retry import after_task_failure, after_worker_death, overdue
 from .workers import (
     LOCAL_CLUSTER_CONFIG,
     TIMEOUT_TOPIC,
+    archive_problem,
     describe,
     guarded,
     sigint_ignored,
@@ -59,6 +60,7 @@ def dask_ingest(
     client: Any = None,
     task: RemoteTask | None = None,
     resources: dict[str, float] | None = None,
+    archive: str | None = None,
 ) -> ChunkResults:
     """Ingest chunks on a Dask cluster with at most ``window`` chunks in flight.
 
@@ -72,13 +74,17 @@ def dask_ingest(
 
     ``client`` is an open client to use (not closed here); ``task(ingest, paths, config,
     timeout)`` replaces the decode-only task (``--infer-on workers``:
-    :func:`batchfrac.scan.remote.infer_chunk`), submitted with ``resources``.
+    :func:`batchfrac.scan.remote.infer_chunk`), submitted with ``resources``. With
+    ``archive`` and ``scheduler``, every worker must be able to read it
+    (:class:`WorkerRefused` before any task otherwise).
     """
     chunks = iter(chunks)
     with contextlib.ExitStack() as stack:
         if client is None:
             client = stack.enter_context(connect(workers, scheduler))
         log.info("decoding on Dask: %s", client)
+        if archive is not None and scheduler:
+            check_archive(client, archive)
         tasks = _Tasks(client, ingest, config, timeout, task, resources)
         for paths in islice(chunks, window):
             tasks.submit(paths)
@@ -88,6 +94,17 @@ def dask_ingest(
                     yield paths, results
             for refill in islice(chunks, max(0, window - tasks.in_flight)):
                 tasks.submit(refill)
+
+
+def check_archive(client: Any, archive: str) -> None:
+    """Refuse (:class:`WorkerRefused`) unless every worker can read ``archive``."""
+    problems = client.run(archive_problem, archive)
+    refused = [f"{address}: {problem}" for address, problem in sorted(problems.items()) if problem]
+    if refused:
+        raise WorkerRefused(
+            "refused: " + "; ".join(refused) + " (workers must see the archive at the same "
+            "path: shared storage)"
+        )
 
 
 #: A task run on a worker instead of the decode-only one: ``(ingest, paths, config,

@@ -33,7 +33,7 @@ from ..report.rows import ImageRow, image_row
 from .chunks import IngestChunk
 from .cluster import WorkerRefused
 from .inference import BatchPredictor
-from .workers import describe, guarded, watched_ingest
+from .workers import archive_problem, describe, guarded, watched_ingest
 
 #: The plugin's name on the workers (one bundle per cluster at a time).
 PLUGIN_NAME = "batchfrac-bundle"
@@ -160,7 +160,7 @@ def worker_state(archive: str, dask_worker: Any = None) -> dict[str, Any]:
         "host": os.uname().nodename,
         "problem": None,
         "backend": None,
-        "archive_problem": _archive_problem(archive),
+        "archive_problem": archive_problem(archive),
     }
     if plugin is None:
         state["problem"] = "the batchfrac bundle plugin is not set up on this worker"
@@ -177,19 +177,6 @@ def worker_state(archive: str, dask_worker: Any = None) -> dict[str, Any]:
             "graphs_sha256": dict(info.graphs_sha256),
         }
     return state
-
-
-def _archive_problem(archive: str) -> str | None:
-    """Why ``archive`` cannot be read here (working directory ``os.getcwd()``), or None."""
-    try:
-        if os.path.isdir(archive):
-            os.listdir(archive)
-        else:
-            with open(archive, "rb"):
-                pass
-    except OSError as exc:
-        return f"cannot read the archive {archive} (working directory {os.getcwd()}): {exc}"
-    return None
 
 
 def infer_chunk(

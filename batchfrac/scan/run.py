@@ -321,6 +321,7 @@ def scan_pending(
             window=config.in_flight,
             scheduler=config.scheduler,
             timeout=config.timeout,
+            archive=str(config.archive),
         )
     with contextlib.closing(stream):
         for paths, results in stream:

@@ -212,13 +212,14 @@ def test_a_worker_killed_mid_scan_loses_and_duplicates_nothing(
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("infer_on", ["workers", "driver"])
 def test_an_archive_workers_cannot_see_is_refused_before_any_work(
-    cluster: Cluster, archive: Path, tiny_bundle: Path, tmp_path: Path
+    cluster: Cluster, archive: Path, tiny_bundle: Path, tmp_path: Path, infer_on: str
 ) -> None:
     # A relative archive path: readable from here, not from the workers' directory.
     out = tmp_path / "out"
     argv = scan_argv(archive.name, out, tiny_bundle, "--scheduler", cluster.address,
-                     "--infer-on", "workers")  # fmt: skip
+                     "--infer-on", infer_on)  # fmt: skip
     code, text = finish(run_cli(argv, tmp_path / "m.txt", cwd=archive.parent))
     assert code == 1, text
     assert "cannot read the archive archive" in text and "shared storage" in text
