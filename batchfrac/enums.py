@@ -216,3 +216,13 @@ class Backend(str, Enum):
     ONNX = "onnx"
     #: Keras 3 (TensorFlow, JAX or PyTorch backend) on the bundle's weight files.
     KERAS = "keras"
+
+
+class InferOn(str, Enum):
+    """Where a scan runs the networks (``batchfrac scan --infer-on``)."""
+
+    #: On the scan's own process, fed by the decoding workers (the default).
+    DRIVER = "driver"
+    #: On the ``--scheduler`` cluster's workers: each task decodes and infers a whole
+    #: chunk and sends back report rows only.
+    WORKERS = "workers"

@@ -16,7 +16,7 @@ from ..defaults import (
     DEFAULT_MODALITIES,
     DEFAULT_TIMEOUT_S,
 )
-from ..enums import Backend, Routing
+from ..enums import Backend, InferOn, Routing
 from ..exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -45,6 +45,13 @@ def scan(
     scheduler: Annotated[
         str | None, typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786.")
     ] = None,
+    infer_on: Annotated[
+        InferOn,
+        typer.Option(
+            help="Where the networks run: driver (this process; workers only decode) or "
+            "workers (each --scheduler worker decodes and infers whole chunks; needs --scheduler)."
+        ),
+    ] = InferOn.DRIVER,
     routing: Annotated[Routing, typer.Option(help="hard: routed head; soft: mixture.")] = (
         Routing.HARD
     ),
@@ -189,6 +196,7 @@ def scan(
             backend=backend,
             heatmaps_max=heatmaps_max,
             heatmaps_uncertain=heatmaps_uncertain,
+            infer_on=infer_on,
         )
         check_paths(config.archive, config.out)
         load_pseudonyms(config)  # a bad key file is refused before anything is written

@@ -103,8 +103,22 @@ class _Backend(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerInference:
+    """One Dask worker that ran the networks (``--infer-on workers``)."""
+
+    address: str
+    host: str
+    backend: str
+    device: str
+    providers: tuple[str, ...]
+    batch_size: int
+    resources: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
 class InferenceInfo:
-    """What ran the networks: the backend asked for and the one used, and how."""
+    """What ran the networks: the backend asked for and the one used, and how; ``where``
+    they ran (``driver`` or ``workers``) and, on workers, each worker's device."""
 
     requested: str
     backend: str
@@ -114,6 +128,8 @@ class InferenceInfo:
     threads: int | None
     batch_size: int
     graphs_sha256: Mapping[str, str]
+    where: str = "driver"
+    workers: tuple[WorkerInference, ...] = ()
 
     @classmethod
     def of(cls, requested: str, backend: _Backend, batch_size: int) -> InferenceInfo:
@@ -228,12 +244,20 @@ def run_document(
             "threads": record.inference.threads,
             "batch_size": record.inference.batch_size,
             "graphs_sha256": dict(record.inference.graphs_sha256),
+            "where": record.inference.where,
+            "workers": [_worker_record(w) for w in record.inference.workers],
         },
         "exit_code": exit_code,
         "pseudonyms": run_json_record(provenance.extra.get(PSEUDONYMS_META_KEY)),
         **({"previous": dict(record.previous)} if record.previous is not None else {}),
         **({"heatmaps": dict(record.heatmaps)} if record.heatmaps is not None else {}),
     }
+
+
+def _worker_record(worker: WorkerInference) -> dict[str, Any]:
+    return {"address": worker.address, "host": worker.host, "backend": worker.backend,
+            "device": worker.device, "providers": list(worker.providers),
+            "batch_size": worker.batch_size, "resources": dict(worker.resources)}  # fmt: skip
 
 
 def _rounded(value: float | None) -> float | None:

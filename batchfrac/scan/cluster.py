@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -25,6 +25,7 @@ from .retry import after_task_failure, after_worker_death, overdue
 from .workers import (
     LOCAL_CLUSTER_CONFIG,
     TIMEOUT_TOPIC,
+    archive_problem,
     describe,
     guarded,
     sigint_ignored,
@@ -42,6 +43,11 @@ class SchedulerUnreachable(BatchfracError):
     """``--scheduler`` names a scheduler that does not answer."""
 
 
+class WorkerRefused(BatchfracError):
+    """A worker cannot take part in the scan (version, bundle or archive): the scan stops
+    (finished chunks are kept) rather than blame the files of its chunk."""
+
+
 def dask_ingest(
     chunks: Iterable[list[str]],
     config: Any,
@@ -51,6 +57,10 @@ def dask_ingest(
     window: int,
     scheduler: str | None = None,
     timeout: float | None = None,
+    client: Any = None,
+    task: RemoteTask | None = None,
+    resources: dict[str, float] | None = None,
+    archive: str | None = None,
 ) -> ChunkResults:
     """Ingest chunks on a Dask cluster with at most ``window`` chunks in flight.
 
@@ -61,11 +71,21 @@ def dask_ingest(
     With ``timeout``, a file still being ingested after that many seconds makes its
     worker report it and exit (:func:`watched_ingest`; the nanny starts a fresh process):
     that file gets an ``error`` row (``timeout``) and the rest of its chunk is retried.
+
+    ``client`` is an open client to use (not closed here); ``task(ingest, paths, config,
+    timeout)`` replaces the decode-only task (``--infer-on workers``:
+    :func:`batchfrac.scan.remote.infer_chunk`), submitted with ``resources``. With
+    ``archive`` and ``scheduler``, every worker must be able to read it
+    (:class:`WorkerRefused` before any task otherwise).
     """
     chunks = iter(chunks)
-    with _client(workers, scheduler) as client:
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(connect(workers, scheduler))
         log.info("decoding on Dask: %s", client)
-        tasks = _Tasks(client, ingest, config, timeout)
+        if archive is not None and scheduler:
+            check_archive(client, archive)
+        tasks = _Tasks(client, ingest, config, timeout, task, resources)
         for paths in islice(chunks, window):
             tasks.submit(paths)
         while tasks.in_flight:
@@ -76,8 +96,24 @@ def dask_ingest(
                 tasks.submit(refill)
 
 
+def check_archive(client: Any, archive: str) -> None:
+    """Refuse (:class:`WorkerRefused`) unless every worker can read ``archive``."""
+    problems = client.run(archive_problem, archive)
+    refused = [f"{address}: {problem}" for address, problem in sorted(problems.items()) if problem]
+    if refused:
+        raise WorkerRefused(
+            "refused: " + "; ".join(refused) + " (workers must see the archive at the same "
+            "path: shared storage)"
+        )
+
+
+#: A task run on a worker instead of the decode-only one: ``(ingest, paths, config,
+#: timeout) -> results`` (see :func:`dask_ingest`).
+RemoteTask = Callable[[IngestChunk, list[str], Any, "float | None"], Any]
+
+
 @contextlib.contextmanager
-def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
+def connect(workers: int, scheduler: str | None) -> Iterator[Any]:
     """A Dask client of the cluster at ``scheduler``, or of a new ``LocalCluster``."""
     import dask
     from dask.distributed import Client, LocalCluster
@@ -125,8 +161,18 @@ class _Tasks:
     ``--timeout 0`` asks for no limit: then nothing is given up and nothing stalls.
     """
 
-    def __init__(self, client: Any, ingest: IngestChunk, config: Any, timeout: float | None):
+    def __init__(
+        self,
+        client: Any,
+        ingest: IngestChunk,
+        config: Any,
+        timeout: float | None,
+        task: RemoteTask | None = None,
+        resources: dict[str, float] | None = None,
+    ) -> None:
         self.client = client
+        self.task = task
+        self.resources = resources
         self.ingest = ingest
         self.config = config
         self.timeout = timeout
@@ -142,7 +188,10 @@ class _Tasks:
 
     def submit(self, paths: list[str]) -> None:
         """Start one task on ``paths`` (watched by a per-file deadline with a timeout)."""
-        if self.timeout is None:
+        if self.task is not None:
+            future = self.client.submit(self.task, self.ingest, paths, self.config, self.timeout,
+                                        pure=False, resources=self.resources)  # fmt: skip
+        elif self.timeout is None:
             future = self.client.submit(guarded, self.ingest, paths, self.config, pure=False)
         else:
             future = self.client.submit(
@@ -221,6 +270,8 @@ class _Tasks:
         # a BaseException (a Rust codec's PanicException) escape and never wakes the caller.
         error = future.exception()
         future.release()
+        if isinstance(error, WorkerRefused):
+            raise WorkerRefused(str(error)) from None
         if isinstance(error, KilledWorker):
             hung = _reported_hung(self.client, self.since) if self.timeout is not None else set()
             retry, paths, results = after_worker_death(task.paths, hung, self._deaths, self.timeout)

@@ -18,7 +18,7 @@ from ..defaults import (
     DEFAULT_MODALITIES,
     DEFAULT_TIMEOUT_S,
 )
-from ..enums import Backend, Routing
+from ..enums import Backend, InferOn, Routing
 
 
 def inference_threads(workers: int, scheduler: str | None = None) -> int:
@@ -85,6 +85,8 @@ class ScanConfig:
     heatmaps_max: int = DEFAULT_HEATMAPS_MAX
     #: Heatmaps also for the N images scored normal closest to their bone's threshold.
     heatmaps_uncertain: int = 0
+    #: Where the networks run: this process, or the ``--scheduler`` cluster's workers.
+    infer_on: InferOn = InferOn.DRIVER
 
     def __post_init__(self) -> None:
         checks = {
@@ -102,6 +104,8 @@ class ScanConfig:
             "--timeout must not be negative": self.timeout is None or self.timeout > 0,
             f"--scheduler {self.scheduler!r} is not a Dask scheduler address such as "
             "tcp://host:8786": self.scheduler is None or valid_scheduler_address(self.scheduler),
+            "--infer-on workers needs --scheduler (the workers of an existing Dask "
+            "cluster)": InferOn(self.infer_on) is InferOn.DRIVER or self.scheduler is not None,
             "--previous must be another night's folder, not --out (a rerun on the same --out "
             "resumes by itself)": self.previous is None
             or os.path.realpath(self.previous) != os.path.realpath(self.out),
@@ -111,6 +115,7 @@ class ScanConfig:
             raise ValueError("; ".join(failed))
         object.__setattr__(self, "routing", Routing(self.routing))
         object.__setattr__(self, "backend", Backend(self.backend))
+        object.__setattr__(self, "infer_on", InferOn(self.infer_on))
         object.__setattr__(self, "modalities", tuple(self.modalities))
 
     @property
@@ -135,6 +140,7 @@ class ScanConfig:
             previous=str(self.previous) if self.previous is not None else None,
             routing=self.routing.value,
             backend=self.backend.value,
+            infer_on=self.infer_on.value,
             modalities=list(self.modalities),
             pseudonymize_key_file=(
                 None if self.pseudonymize_key_file is None else str(self.pseudonymize_key_file)

@@ -27,7 +27,10 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from ..report.parquet import file_metadata
-from .resume import FileKey, read_keys
+from .resume import FileKey, Ledger, read_keys
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 if TYPE_CHECKING:
     from .config import ScanConfig

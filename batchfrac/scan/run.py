@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .. import __version__
 from ..atomic import make_report_dir
-from ..enums import Backend, Bone, Head
+from ..enums import Backend, Bone, Head, InferOn
 from ..errors import BatchfracError, BundleError
 from ..ingest.preprocess import PreprocessSpec
 from ..report.deidentify import (
@@ -46,6 +46,7 @@ from .inference import BatchPredictor, InferenceBundle
 from .pictures import Pictures, finish_pictures, picture_name, reported_heatmaps
 from .previous import PreviousNight, previous_summary, use_previous
 from .resume import PARTS_DIR, Ledger, config_id, outdir_lock, remove_stale_temp_files
+from .scanlog import LOG_FILE as LOG_FILE  # re-exported: the CLI names it
 from .scanlog import scan_log
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 
     from ..bundle.device import BackendInfo
     from ..ingest.entry import IngestConfig
+    from .fleet import Fleet
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +136,7 @@ def run_scan(
     fingerprint = pseudonyms.fingerprint if pseudonyms else None
     make_report_dir(config.out)
     check_outdir(config.out, fingerprint, config.out / PARTS_DIR)
-    with outdir_lock(config.out), scan_log(config.out, pseudonyms):
+    with outdir_lock(config.out), scan_log(config.out, pseudonyms), contextlib.ExitStack() as stack:
         if fingerprint:
             log.info("%s", key_marker(fingerprint))
         clock = time.perf_counter()
@@ -147,7 +149,10 @@ def run_scan(
         bundle = bundle or load_bundle(config.bundle)
         log.info("bundle %s from %s%s", bundle.bundle_id, bundle.path,
                  " (DEMO)" if bundle.demo else "")  # fmt: skip
-        choose_backend(bundle, config)
+        fleet = _join_fleet(stack, config, bundle)  # workers checked before any work
+        if fleet is None:
+            choose_backend(bundle, config)
+        backend_name = fleet.backend if fleet is not None else bundle.backend.name
         ingest_config = ingest_settings(config, bundle.spec)
         provenance = Provenance(
             run_id=info.run_id,
@@ -157,9 +162,7 @@ def run_scan(
             spec=bundle.spec.to_dict(),
             weights_sha256=bundle.weights_sha256(),
             config_id=config_id(
-                scan_settings(
-                    config, bundle.bundle_id, ingest_config, bundle.backend.name, fingerprint
-                )
+                scan_settings(config, bundle.bundle_id, ingest_config, backend_name, fingerprint)
             ),
             demo_notice=bundle.notice if bundle.demo else None,
             extra={PSEUDONYMS_META_KEY: fingerprint} if fingerprint else {},
@@ -172,9 +175,17 @@ def run_scan(
         previous = use_previous(config, ledger, provenance.config_id)
         thresholds = {bone: bundle.threshold(bone) for bone in Bone}
         pictures = make_pictures(config, bundle.spec, thresholds, pseudonyms)
-        work = scan_pending(config, bundle, ingest_config, ledger, provenance, observer, ingest,
-                            started=clock, pictures=pictures)  # fmt: skip
+        if fleet is not None:  # the workers return rows only: no pictures (see README)
+            from .fleet import remote_pending
+
+            work = remote_pending(config, fleet, ingest_config, ledger, provenance, observer,
+                                  ingest, started=clock)  # fmt: skip
+        else:
+            work = scan_pending(config, bundle, ingest_config, ledger, provenance, observer,
+                                ingest, started=clock, pictures=pictures)  # fmt: skip
         heatmaps = pictures.make_heatmaps(bundle, earlier_heatmaps)
+        if fleet is not None:
+            pictures.stats.method = "not drawn: --infer-on workers returns rows only"
         images = finish_pictures(config.out, ledger.assemble(), heatmaps, config.previous)
         previous_info: dict[str, object] | None = None
         if isinstance(previous, PreviousNight):
@@ -187,7 +198,9 @@ def run_scan(
             provenance,
             config.arguments(),
             work,
-            InferenceInfo.of(config.backend.value, bundle.backend, batch_size(config, bundle)),
+            fleet.inference_info(config.backend.value, config.batch_size)
+            if fleet is not None
+            else InferenceInfo.of(config.backend.value, bundle.backend, batch_size(config, bundle)),
             previous_info,
             heatmaps=pictures.stats.to_dict(),
         )
@@ -211,6 +224,19 @@ def make_pictures(
         config.out, spec, thresholds, name_of,
         heatmaps_max=config.heatmaps_max, uncertain=config.heatmaps_uncertain,
     )  # fmt: skip
+
+
+def _join_fleet(
+    stack: contextlib.ExitStack, config: ScanConfig, bundle: ScanBundle
+) -> Fleet | None:
+    """With ``--infer-on workers``: the checked workers of ``--scheduler`` (or refused)."""
+    if config.infer_on is not InferOn.WORKERS:
+        return None
+    from .fleet import join_fleet
+
+    fleet = stack.enter_context(join_fleet(config, bundle))
+    log.info("inference on %d Dask workers at %s", len(fleet.workers), config.scheduler)
+    return fleet
 
 
 def load_pseudonyms(config: ScanConfig) -> ReportPseudonyms | None:
@@ -328,6 +354,7 @@ def scan_pending(
             window=config.in_flight,
             scheduler=config.scheduler,
             timeout=config.timeout,
+            archive=str(config.archive),
         )
     with contextlib.closing(stream):
         for paths, results in stream:

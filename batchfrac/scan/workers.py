@@ -41,6 +41,20 @@ def guarded(ingest: IngestChunk, paths: Sequence[str], config: Any) -> list[Imag
         raise RuntimeError(describe(exc)) from None
 
 
+def archive_problem(archive: str) -> str | None:
+    """Worker side (``client.run``): why ``archive`` cannot be read here, or ``None``.
+    A relative path is resolved in the worker's working directory, which is named."""
+    try:
+        if os.path.isdir(archive):
+            os.listdir(archive)
+        else:
+            with open(archive, "rb"):
+                pass
+    except OSError as exc:
+        return f"cannot read the archive {archive} (working directory {os.getcwd()}): {exc}"
+    return None
+
+
 def describe(error: BaseException | None) -> str:
     """``Type: message`` on one line, bounded."""
     text = f"{type(error).__name__}: {error}".replace("\n", " ")
