@@ -328,8 +328,16 @@ def test_a_worker_that_neither_answers_nor_dies_is_given_up_on(
     by_path = {Path(r.file.path).name: r for r in results}
     assert sorted(by_path) == sorted(files) and len(results) == len(files)
     frozen = by_path["f03"]
-    assert (frozen.status, frozen.reason) == (Status.ERROR, Reason.TIMEOUT)
-    assert "no answer" in (frozen.detail or "")
+    # Normally the task goes overdue and is given up on (timeout, "no answer"). On a loaded
+    # machine the scheduler may first lose the stopped worker's connection and report it
+    # dead (KilledWorker): then the retry policy blames the file (decode_error, worker
+    # died). Either way the file is an error row, the others are ok, and nothing waits for
+    # the worker TTL.
+    assert frozen.status is Status.ERROR
+    if frozen.reason is Reason.TIMEOUT:
+        assert "no answer" in (frozen.detail or "")
+    else:
+        assert (frozen.reason, frozen.detail) == (Reason.DECODE_ERROR, WORKER_DIED)
     assert all(r.status is Status.OK for n, r in by_path.items() if n != "f03")
     assert time.monotonic() - started < 120  # deadlines, not the 300 s worker TTL
 
