@@ -34,32 +34,29 @@ from benchmarks.scan import ENV, make_archive
 
 def doctor_estimate(archive: Path, args: argparse.Namespace) -> tuple[dict, float]:
     """``doctor --json``'s ``estimate`` and the seconds doctor took."""
-    command = [
-        sys.executable, "-m", "batchfrac", "doctor", str(archive), "--json",
-        "--bundle", str(args.bundle),
-    ]  # fmt: skip
-    command += _settings(args)
-    started = time.perf_counter()
-    done = subprocess.run(command, env=ENV, capture_output=True, text=True, check=False)
-    took = time.perf_counter() - started
-    if done.returncode not in (0, 3):
-        raise SystemExit(f"doctor failed ({done.returncode}):\n{done.stderr}")
+    done, took = _batchfrac(["doctor", str(archive), "--json"], args)
     return json.loads(done.stdout)["estimate"], took
 
 
 def scan_wall(archive: Path, out: Path, args: argparse.Namespace) -> tuple[float, dict]:
     """Wall seconds of ``batchfrac scan`` from process start to exit, and its run.json."""
-    command = [
-        sys.executable, "-m", "batchfrac", "scan", str(archive), "--out", str(out),
-        "--bundle", str(args.bundle), "--quiet",
-    ]  # fmt: skip
+    _done, took = _batchfrac(["scan", str(archive), "--out", str(out), "--quiet"], args)
+    return took, json.loads((out / "run.json").read_text())
+
+
+def _batchfrac(
+    argv: list[str], args: argparse.Namespace
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run ``batchfrac ARGV`` with the bundle and scan settings; its output and seconds
+    (exit 0 or 3, else the benchmark stops)."""
+    command = [sys.executable, "-m", "batchfrac", *argv, "--bundle", str(args.bundle)]
     command += _settings(args)
     started = time.perf_counter()
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, check=False)
     took = time.perf_counter() - started
     if done.returncode not in (0, 3):
-        raise SystemExit(f"scan failed ({done.returncode}):\n{done.stderr}")
-    return took, json.loads((out / "run.json").read_text())
+        raise SystemExit(f"batchfrac {argv[0]} failed ({done.returncode}):\n{done.stderr}")
+    return done, took
 
 
 def _settings(args: argparse.Namespace) -> list[str]:
