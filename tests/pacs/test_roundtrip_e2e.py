@@ -22,6 +22,8 @@ pytestmark = pytest.mark.slow  # two real scans of the sample archive (TensorFlo
 runner = CliRunner()
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 IGNORED = {"path", "decode_ms", "file_size", "file_mtime_ns", "transfer_syntax_uid"}
+#: Picture files are named from the file's path (which differs); whether there is one is not.
+PICTURES = ("thumbnail", "heatmap")
 
 
 def scan(archive: Path, out: Path) -> int:
@@ -38,6 +40,8 @@ def ok_rows(out: Path) -> dict[tuple[str, int], dict[str, object]]:
         if row["status"] == "ok":
             for key in ("abnormal_probability", "bone_confidence"):
                 row[key] = round(row[key], 5)
+            for key in PICTURES:
+                row[key] = row[key] is not None
             rows[(row["sop_instance_uid"], row["frame"])] = {
                 k: v for k, v in row.items() if k not in IGNORED
             }
