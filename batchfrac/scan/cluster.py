@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import BatchfracError
 from ..records import ImageResult
 from .chunks import ChunkResults, IngestChunk
-from .retry import after_task_failure, after_worker_death, overdue
+from .retry import after_lost_rows, after_task_failure, after_worker_death, overdue
 from .workers import (
     LOCAL_CLUSTER_CONFIG,
     TIMEOUT_TOPIC,
@@ -179,6 +179,7 @@ class _Tasks:
         self.since = time.time()
         self._tasks: dict[str, _Task] = {}
         self._deaths: dict[str, int] = {}
+        self._losses: dict[str, int] = {}
         self._progress = time.monotonic()  # when a task last started or finished
 
     @property
@@ -283,7 +284,8 @@ class _Tasks:
 
     def _lost(self, task: _Task) -> tuple[list[str], list[ImageResult]]:
         """A finished task whose rows cannot be fetched (its worker stopped answering):
-        restart that worker and run the chunk again, as after a worker death."""
+        restart that worker and run the chunk again, without counting a death (see
+        :func:`~batchfrac.scan.retry.after_lost_rows`)."""
         log.warning("the rows of a finished chunk of %d files could not be fetched in %.0f s; "
                     "running it again", len(task.paths), RESULT_FETCH_TIMEOUT_S)  # fmt: skip
         holders: list[str] = []
@@ -293,7 +295,7 @@ class _Tasks:
         if holders:
             with contextlib.suppress(Exception):
                 self.client.restart_workers(holders, timeout=30)
-        retry, paths, results = after_worker_death(task.paths, set(), self._deaths, self.timeout)
+        retry, paths, results = after_lost_rows(task.paths, self._losses)
         for again in retry:
             self.submit(again)
         return paths, results

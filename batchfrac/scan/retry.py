@@ -44,6 +44,35 @@ def after_worker_death(
     return [], paths, [worker_died(paths[0])]
 
 
+#: Times a file's rows may be made but not fetched (their worker froze on its next task)
+#: before the file gets an ``error`` row: it is not the file's fault, but never loop.
+LOST_ROWS_ATTEMPTS = 5
+
+
+def after_lost_rows(
+    paths: list[str], losses: dict[str, int]
+) -> tuple[list[list[str]], list[str], list[ImageResult]]:
+    """A chunk finished but its rows could not be fetched from its worker (which then
+    froze or died on another task): the files are innocent, so the chunk goes again as
+    it was, without counting a worker death against them (that would blame a file that
+    merely ran before a freezing one on the same worker). After
+    :data:`LOST_ROWS_ATTEMPTS` losses a file gets a ``timeout`` row."""
+    again, blamed = [], []
+    for path in paths:
+        losses[path] = losses.get(path, 0) + 1
+        (blamed if losses[path] >= LOST_ROWS_ATTEMPTS else again).append(path)
+    detail = (
+        f"its rows were made but could not be fetched from the worker {LOST_ROWS_ATTEMPTS} times"
+    )
+    for path in blamed:
+        log.error("giving up on %s: %s", path, detail)
+    return (
+        ([again] if again else []),
+        blamed,
+        [_error_row(p, Reason.TIMEOUT, detail) for p in blamed],
+    )
+
+
 def after_task_failure(
     paths: list[str], error: str
 ) -> tuple[list[list[str]], list[str], list[ImageResult]]:

@@ -25,7 +25,12 @@ from batchfrac.scan.config import ScanConfig
 from batchfrac.scan.feed import ChunkInference
 from batchfrac.scan.inference import BatchPredictor
 from batchfrac.scan.resume import PARTS_DIR
-from batchfrac.scan.retry import WORKER_DIED, after_worker_death
+from batchfrac.scan.retry import (
+    LOST_ROWS_ATTEMPTS,
+    WORKER_DIED,
+    after_lost_rows,
+    after_worker_death,
+)
 from batchfrac.scan.run import run_scan
 from batchfrac.scan.workers import LOCAL_CLUSTER_CONFIG, WORKER_MALLOC_ENVIRON
 from tests.scan_fakes import (
@@ -484,3 +489,21 @@ def test_a_small_archive_starts_one_decoding_process_per_chunk(
     assert statuses(tmp_path / "out", archive) == expected
     run_scan(config, bundle=FakeBundle())  # nothing left to decode: no cluster at all
     assert started == [workers]
+
+
+class TestAfterLostRows:
+    def test_the_chunk_goes_again_whole_and_no_death_is_counted(self, tmp_path) -> None:
+        paths = [str(tmp_path / n) for n in ("a", "b")]
+        losses: dict[str, int] = {}
+        assert after_lost_rows(paths, losses) == ([paths], [], [])
+        assert losses == {paths[0]: 1, paths[1]: 1}
+
+    def test_a_file_whose_rows_are_lost_again_and_again_gets_a_row(self, tmp_path) -> None:
+        path = str(tmp_path / "a")
+        losses: dict[str, int] = {}
+        for _ in range(LOST_ROWS_ATTEMPTS - 1):
+            assert after_lost_rows([path], losses) == ([[path]], [], [])
+        retry, blamed, rows = after_lost_rows([path], losses)
+        assert (retry, blamed) == ([], [path])
+        assert (rows[0].status, rows[0].reason) == (Status.ERROR, Reason.TIMEOUT)
+        assert "could not be fetched" in (rows[0].detail or "")
