@@ -57,7 +57,8 @@ def after_lost_rows(
     it was, without counting a worker death against them (that would blame a file that
     merely ran before a freezing one on the same worker). After
     :data:`LOST_ROWS_ATTEMPTS` losses a file gets a ``timeout`` row."""
-    again, blamed = [], []
+    again: list[str] = []
+    blamed: list[str] = []
     for path in paths:
         losses[path] = losses.get(path, 0) + 1
         (blamed if losses[path] >= LOST_ROWS_ATTEMPTS else again).append(path)
