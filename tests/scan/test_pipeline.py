@@ -258,27 +258,35 @@ def test_window_bounds_chunks_in_flight_and_a_dead_worker_costs_one_file(
     assert text_ingest  # the crash-free path is the same function
 
 
-def test_a_hung_file_gets_a_timeout_row_and_the_rest_of_its_chunk_is_decoded(
-    tmp_path: Path, cluster: object
-) -> None:
-    files, chunks = text_files_in_pairs(tmp_path, 6, {"f02": "hang"})
-
+def rows_by_name(
+    cluster: object, chunks: list[list[str]], files: list[str], task: object, **options: object
+) -> dict[str, ImageResult]:
+    """The rows of ``chunks`` ingested by ``task`` on the test cluster (2 workers, a window
+    of 2), by file name; every file comes back exactly once."""
     results = [
         result
         for _paths, chunk in dask_ingest(
             iter(chunks),
             None,
-            hanging_ingest,
+            task,
             workers=2,
             window=2,
-            timeout=2.0,
             scheduler=cluster.scheduler_address,  # type: ignore[attr-defined]
+            **options,
         )  # fmt: skip
         for result in chunk
     ]
-
     by_path = {Path(r.file.path).name: r for r in results}
     assert sorted(by_path) == sorted(files) and len(results) == len(files)
+    return by_path
+
+
+def test_a_hung_file_gets_a_timeout_row_and_the_rest_of_its_chunk_is_decoded(
+    tmp_path: Path, cluster: object
+) -> None:
+    files, chunks = text_files_in_pairs(tmp_path, 6, {"f02": "hang"})
+
+    by_path = rows_by_name(cluster, chunks, files, hanging_ingest, timeout=2.0)
     hung = by_path["f02"]
     assert (hung.status, hung.reason) == (Status.ERROR, Reason.TIMEOUT)
     assert "2.0 s" in (hung.detail or "")
@@ -289,20 +297,7 @@ def test_a_panic_or_an_exception_in_a_task_costs_one_file_and_never_hangs(
     tmp_path: Path, cluster: object
 ) -> None:
     files, chunks = text_files_in_pairs(tmp_path, 8, {"f01": "panic", "f04": "raise"})
-    results = [
-        result
-        for _paths, chunk in dask_ingest(
-            iter(chunks),
-            None,
-            failing_ingest,
-            workers=2,
-            window=2,
-            scheduler=cluster.scheduler_address,  # type: ignore[attr-defined]
-        )  # fmt: skip
-        for result in chunk
-    ]
-    by_path = {Path(r.file.path).name: r for r in results}
-    assert sorted(by_path) == sorted(files) and len(results) == len(files)
+    by_path = rows_by_name(cluster, chunks, files, failing_ingest)
     for name, kind in (("f01", "FakePanic"), ("f04", "ValueError")):
         failed = by_path[name]
         assert (failed.status, failed.reason) == (Status.ERROR, Reason.DECODE_ERROR)
@@ -317,21 +312,7 @@ def test_a_worker_that_neither_answers_nor_dies_is_given_up_on(
     monkeypatch.setattr(cluster_module, "RESULT_FETCH_TIMEOUT_S", 5.0)
     files, chunks = text_files_in_pairs(tmp_path, 4, {"f03": "freeze"})
     started = time.monotonic()
-    results = [
-        result
-        for _paths, chunk in dask_ingest(
-            iter(chunks),
-            None,
-            failing_ingest,
-            workers=2,
-            window=2,
-            timeout=5.0,
-            scheduler=cluster.scheduler_address,  # type: ignore[attr-defined]
-        )  # fmt: skip
-        for result in chunk
-    ]
-    by_path = {Path(r.file.path).name: r for r in results}
-    assert sorted(by_path) == sorted(files) and len(results) == len(files)
+    by_path = rows_by_name(cluster, chunks, files, failing_ingest, timeout=5.0)
     frozen = by_path["f03"]
     # Normally the task goes overdue and is given up on (timeout, "no answer"). On a loaded
     # machine the scheduler may first lose the stopped worker's connection and report it
