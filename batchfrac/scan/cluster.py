@@ -292,9 +292,7 @@ class _Tasks:
         with contextlib.suppress(Exception):
             holders = list(self.client.who_has(task.future).get(task.future.key, ()))
         task.future.cancel()
-        if holders:
-            with contextlib.suppress(Exception):
-                self.client.restart_workers(holders, timeout=30)
+        _restart(self.client, holders)
         retry, paths, results = after_lost_rows(task.paths, self._losses)
         for again in retry:
             self.submit(again)
@@ -302,8 +300,12 @@ class _Tasks:
 
     def _give_up(self, task: _Task) -> tuple[list[str], list[ImageResult]]:
         assert self.timeout is not None
+        # Ask where it runs before cancelling: once cancelled, the scheduler forgets, sees
+        # the frozen worker idle and hands it the split chunk's files, which then go
+        # unanswered too. So the worker is restarted before anything is submitted again.
+        busy = _workers_running(self.client, task.future.key)
         task.future.cancel()
-        _restart_worker_of(self.client, task.future.key)
+        _restart(self.client, busy)
         seconds = self.timeout * len(task.paths) + DEADLINE_GRACE_S
         retry, paths, results = overdue(task.paths, seconds)
         for again in retry:
@@ -331,14 +333,31 @@ RESULT_FETCH_TIMEOUT_S = 60.0
 DEADLINE_GRACE_S = 120.0
 
 
-def _restart_worker_of(client: Any, key: str) -> None:
-    """Best effort: restart the worker still busy with task ``key`` (a frozen process)."""
+def _workers_running(client: Any, key: str) -> list[str]:
+    """The workers the scheduler has task ``key`` processing on (none if it cannot say)."""
     try:
-        busy = [addr for addr, keys in client.processing().items() if key in keys]
-        if busy:
-            client.restart_workers(busy, timeout=30)
+        return [addr for addr, keys in client.processing().items() if key in keys]
+    except Exception as exc:  # noqa: BLE001 - a best effort; the task is given up anyway
+        log.warning("cannot ask the scheduler where task %s runs: %s", key, exc)
+        return []
+
+
+def _restart(client: Any, workers: list[str]) -> None:
+    """Restart ``workers`` (frozen processes) and wait until they are back. Their nannies
+    kill and replace them; the scheduler removes a worker without a nanny, or one whose
+    process does not go away, so no new task is handed to a frozen worker either way."""
+    if not workers:
+        return
+    try:
+        outcome = client.restart_workers(workers, timeout=RESTART_TIMEOUT_S, raise_for_error=False)
     except Exception as exc:  # noqa: BLE001 - a best effort; the task is already given up
-        log.warning("could not restart the worker of task %s: %s", key, exc)
+        log.warning("could not restart the worker(s) %s: %s", workers, exc)
+        return
+    log.warning("restarted the unanswering worker(s): %s", outcome)
+
+
+#: Seconds to wait for an unanswering worker to be replaced before work goes on.
+RESTART_TIMEOUT_S = 30.0
 
 
 def _reported_hung(client: Any, since: float) -> set[str]:
