@@ -77,8 +77,10 @@ class ImageResult:
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """The model outputs for one image."""
+    """The model outputs for one image; ``cam``: the Grad-CAM map (h, w) of its bone head's
+    abnormal class, when the backend made it in the same pass (ONNX Runtime, asked for)."""
 
     bone: Bone
     bone_confidence: float
     abnormal_probability: float
+    cam: np.ndarray | None = field(default=None, compare=False, repr=False)

@@ -76,6 +76,12 @@ class FakeBundle:
         p = (BONES.index(Bone(head.value)) + 1) / 10 + 0.05 * means
         return np.stack([1 - p, p], axis=1)
 
+    def head_probs_and_cams(
+        self, name: Head, features: list[np.ndarray]
+    ) -> tuple[np.ndarray, None]:
+        """As Keras: no map from the inference pass (:meth:`gradcam` draws them later)."""
+        return self.head_probs(name, features), None
+
     def gradcam(self, name: Head, features: list[np.ndarray]) -> np.ndarray:
         """A 2 x 2 map hot in its top-right cell, for every image."""
         cams = np.zeros((len(features[0]), 2, 2), np.float32)

@@ -9,51 +9,70 @@ weights (the spatial mean of that gradient) are therefore ``(W @ d) / (H * W)``,
 the default ``log_odds`` score of a two-class head ``d = e_abnormal - e_normal``: the CAM
 of the difference of the two kernel columns (:mod:`batchfrac.bundle.gradcam` says why).
 
-``A`` itself comes from the head's own ONNX graph with ``top_activation`` added as a
-second output (:func:`with_cam_output`): the graph file and its sha256 are unchanged.
+``A`` and the Dense kernel ``W`` come from the head's own ONNX graph, with both added as
+outputs (:func:`with_cam_output`): the graph file and its sha256 are unchanged, and one
+head session serves both the probabilities (the scan asks for those alone) and, from the
+same pass, the maps.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..enums import CamScore, Label
 
-if TYPE_CHECKING:
-    from onnx import ModelProto
-
 #: The ONNX node (and Keras layer) whose output Grad-CAM weighs.
 CAM_OUTPUT = "top_activation"
+#: The Dense kernel (K, n_classes), float32 (a Cast of the stored float16 initializer, or
+#: the float32 initializer itself).
 KERNEL = "predictions/kernel"
 ABNORMAL = Label.ABNORMAL.column
+#: ``TensorProto.FLOAT``.
+_FLOAT = 1
 
 
 def with_cam_output(data: bytes) -> bytes:
-    """The serialised head graph ``data`` with ``top_activation`` (NCHW) as a second output."""
-    import onnx
-    from onnx import TensorProto, helper
+    """The serialised head graph ``data`` with ``top_activation`` (NCHW) and the Dense
+    kernel as further float32 outputs.
 
-    model = onnx.load_from_string(data)
-    names = {node.output[0] for node in model.graph.node}
-    if CAM_OUTPUT not in names:
-        raise ValueError(f"head graph {model.graph.name} has no {CAM_OUTPUT} node")
-    if CAM_OUTPUT not in [o.name for o in model.graph.output]:
-        model.graph.output.append(
-            helper.make_tensor_value_info(CAM_OUTPUT, TensorProto.FLOAT, None)
+    Written without the ``onnx`` package (its import alone costs a scan more than a
+    second): a protocol buffer parser merges a repeated occurrence of a message field
+    into the first, so ``ModelProto`` bytes followed by a ``graph`` field that holds only
+    two ``output`` entries parse as the graph with those outputs appended, exactly what
+    ``onnx.helper`` would write (checked in the tests). ONNX Runtime refuses the graph if
+    it has no value of either name.
+    """
+    outputs = b"".join(
+        _field(
+            _GRAPH_OUTPUT, _field(1, name.encode()) + _field(2, _field(1, _varint_field(1, _FLOAT)))
         )
-    return bytes(model.SerializeToString())
+        for name in (CAM_OUTPUT, KERNEL)
+    )
+    return data + _field(_MODEL_GRAPH, outputs)
 
 
-def dense_kernel(model: ModelProto) -> np.ndarray:
-    """The ``predictions`` kernel (K, n_classes) of a head graph, as float64."""
-    from onnx import numpy_helper
+#: Field numbers in onnx.proto: ModelProto.graph, GraphProto.output (ValueInfoProto:
+#: name = 1, type = 2; TypeProto.tensor_type = 1; TypeProto.Tensor.elem_type = 1).
+_MODEL_GRAPH = 7
+_GRAPH_OUTPUT = 12
 
-    for tensor in model.graph.initializer:
-        if tensor.name in (KERNEL, f"{KERNEL}_fp16"):
-            return np.asarray(numpy_helper.to_array(tensor), np.float64)
-    raise ValueError(f"head graph {model.graph.name} has no {KERNEL}")
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint_field(number: int, value: int) -> bytes:
+    return _varint(number << 3) + _varint(value)
 
 
 def score_gradient(probs: np.ndarray, class_index: int, score: CamScore) -> np.ndarray:

@@ -103,7 +103,6 @@ class OnnxRuntime:
         self.trunk = self._session(self._records["trunk"])
         self.providers = tuple(self.trunk.get_providers())
         self._heads: dict[str, Any] = {}
-        self._cam_heads: dict[str, tuple[Any, np.ndarray]] = {}
         self._n_classes = {name: int(head["n_classes"]) for name, head in meta["heads"].items()}
 
     def _read(self, record: Mapping[str, Any]) -> bytes:
@@ -149,11 +148,15 @@ class OnnxRuntime:
         )
 
     def head(self, name: str) -> Any:
-        """The session of head ``name``, created on first use."""
+        """The session of head ``name``, created on first use; its graph also outputs
+        what Grad-CAM needs (:func:`~.onnx_cam.with_cam_output`), computed only when asked."""
+        from .onnx_cam import with_cam_output
+
         if name not in self._heads:
             if name not in self._records["heads"]:
                 raise BundleError(f"{self.path}: no ONNX graph of head {name}")
-            self._heads[name] = self._session(self._records["heads"][name])
+            record = self._records["heads"][name]
+            self._heads[name] = self._session(record, with_cam_output(self._read(record)))
         return self._heads[name]
 
     def features(self, x: np.ndarray) -> list[np.ndarray]:
@@ -169,33 +172,40 @@ class OnnxRuntime:
 
     def probs(self, name: str, features: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities (N, n_classes) of head ``name`` on trunk ``features``."""
+        inputs = self._head_inputs(name, features)
+        if inputs is None:
+            return np.zeros((0, self._n_classes[name]), np.float32)
+        return np.asarray(self.head(name).run([PROBS_OUTPUT], inputs)[0])
+
+    def probs_and_cams(
+        self, name: str, features: Sequence[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities (N, n_classes) of head ``name`` and the Grad-CAM maps (N, h, w) of
+        its abnormal class, from one pass, in numpy from the head's ``top_activation``
+        (:mod:`.onnx_cam`)."""
+        from .onnx_cam import CAM_OUTPUT, KERNEL, numpy_gradcam
+
+        inputs = self._head_inputs(name, features)
+        if inputs is None:
+            return np.zeros((0, self._n_classes[name]), np.float32), np.zeros((0, 0, 0), "f4")
+        probs, activation, kernel = self.head(name).run([PROBS_OUTPUT, CAM_OUTPUT, KERNEL], inputs)
+        return np.asarray(probs), numpy_gradcam(activation, np.asarray(kernel, np.float64), probs)
+
+    def gradcam(self, name: str, features: Sequence[np.ndarray]) -> np.ndarray:
+        """Grad-CAM maps (N, h, w) of the abnormal class of head ``name`` on trunk
+        ``features`` (see :meth:`probs_and_cams`)."""
+        return self.probs_and_cams(name, features)[1]
+
+    def _head_inputs(
+        self, name: str, features: Sequence[np.ndarray]
+    ) -> dict[str, np.ndarray] | None:
+        """The head's input feed, or ``None`` for no images."""
         arrays = [np.ascontiguousarray(f, dtype=np.float32) for f in features]
         if len(arrays) != len(FEATURES):
             raise ValueError(f"head {name} takes {len(FEATURES)} feature arrays")
         if len(arrays[0]) == 0:
-            return np.zeros((0, self._n_classes[name]), np.float32)
-        return np.asarray(self.head(name).run(None, dict(zip(FEATURES, arrays, strict=True)))[0])
-
-    def gradcam(self, name: str, features: Sequence[np.ndarray]) -> np.ndarray:
-        """Grad-CAM maps (N, h, w) of the abnormal class of head ``name`` on trunk
-        ``features``, in numpy from the head's ``top_activation`` (:mod:`.onnx_cam`)."""
-        import onnx
-
-        from .onnx_cam import CAM_OUTPUT, dense_kernel, numpy_gradcam, with_cam_output
-
-        if name not in self._cam_heads:
-            if name not in self._records["heads"]:
-                raise BundleError(f"{self.path}: no ONNX graph of head {name}")
-            record = self._records["heads"][name]
-            data = self._read(record)
-            kernel = dense_kernel(onnx.load_from_string(data))
-            self._cam_heads[name] = (self._session(record, with_cam_output(data)), kernel)
-        session, kernel = self._cam_heads[name]
-        arrays = [np.ascontiguousarray(f, dtype=np.float32) for f in features]
-        probs, activation = session.run(
-            [PROBS_OUTPUT, CAM_OUTPUT], dict(zip(FEATURES, arrays, strict=True))
-        )
-        return numpy_gradcam(activation, kernel, probs)
+            return None
+        return dict(zip(FEATURES, arrays, strict=True))
 
     def all_probs(self, x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         """Probabilities of every head in ``names`` on images ``x`` (one trunk pass)."""

@@ -22,6 +22,8 @@ from ..enums import Bone, Head, Label, Routing
 from ..records import Prediction
 
 K = TypeVar("K")
+#: Per image of a batch: its Grad-CAM map, or ``None``.
+_Cams = list["np.ndarray | None"]
 
 
 class InferenceBundle(Protocol):
@@ -40,6 +42,10 @@ class InferenceBundle(Protocol):
 
     def head_probs(self, name: Head, features: list[np.ndarray]) -> np.ndarray: ...
 
+    def head_probs_and_cams(
+        self, name: Head, features: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray | None]: ...
+
 
 class BatchPredictor:
     """Runs fixed-size batches through the bundle and counts the work done.
@@ -47,16 +53,26 @@ class BatchPredictor:
     ``trunk_images`` counts images through the trunk including padding, so
     ``trunk_images / images`` is the number of B0 trunk passes per real image.
     ``head_images[head]`` counts the images each head saw.
+
+    With ``cams``, each prediction carries the Grad-CAM map of its bone's head where the
+    bundle makes it in the same pass (``head_probs_and_cams``: ONNX Runtime), so heatmaps
+    need no second trunk pass.
     """
 
     def __init__(
-        self, bundle: InferenceBundle, *, batch_size: int = 32, routing: Routing = Routing.HARD
+        self,
+        bundle: InferenceBundle,
+        *,
+        batch_size: int = 32,
+        routing: Routing = Routing.HARD,
+        cams: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.bundle = bundle
         self.batch_size = batch_size
         self.routing = Routing(routing)
+        self.cams = cams
         self.image_size = int(bundle.image_size)
         self.router_bones = [Bone(name) for name in bundle.router_classes]
         if sorted(self.router_bones) != sorted(Bone):
@@ -111,37 +127,58 @@ class BatchPredictor:
         router = self._head(Head.ROUTER, features)
         best = np.argmax(router, axis=1)
         confidence = router[np.arange(n), best]
+        cams: _Cams = [None] * n
         if self.routing is Routing.HARD:
-            abnormal = self._hard(features, best)
+            abnormal = self._hard(features, best, cams)
         else:
-            abnormal = self._soft(features, router)
+            abnormal = self._soft(features, router, best, cams)
         self.images += n
         self.batches += 1
         self.seconds += time.perf_counter() - started
         return [
-            Prediction(self.router_bones[int(b)], float(c), float(p))
-            for b, c, p in zip(best, confidence, abnormal, strict=True)
+            Prediction(self.router_bones[int(b)], float(c), float(p), cam)
+            for b, c, p, cam in zip(best, confidence, abnormal, cams, strict=True)
         ]
 
     def _head(self, head: Head, features: list[np.ndarray]) -> np.ndarray:
         self.head_images[head] += len(features[0])
         return np.asarray(self.bundle.head_probs(head, features), dtype=np.float64)
 
-    def _hard(self, features: list[np.ndarray], best: np.ndarray) -> np.ndarray:
+    def _bone_head(
+        self, head: Head, features: list[np.ndarray], members: np.ndarray, cams: _Cams
+    ) -> np.ndarray:
+        """A bone head's probabilities on ``features``, the images ``members`` of the batch
+        (in that order); with :attr:`cams`, their maps go to ``cams[member]``."""
+        if not self.cams:
+            return self._head(head, features)
+        self.head_images[head] += len(features[0])
+        probs, maps = self.bundle.head_probs_and_cams(head, features)
+        if maps is not None:
+            for i, cam in zip(members, maps, strict=True):
+                cams[int(i)] = cam
+        return np.asarray(probs, dtype=np.float64)
+
+    def _hard(self, features: list[np.ndarray], best: np.ndarray, cams: _Cams) -> np.ndarray:
         abnormal = np.empty(len(best), np.float64)
         for column, bone in enumerate(self.router_bones):
             members = np.flatnonzero(best == column)
             if members.size:
-                probs = self._head(bone.head, [f[members] for f in features])
+                probs = self._bone_head(bone.head, [f[members] for f in features], members, cams)
                 abnormal[members] = probs[:, Label.ABNORMAL.column]
         return abnormal
 
-    def _soft(self, features: list[np.ndarray], router: np.ndarray) -> np.ndarray:
+    def _soft(
+        self, features: list[np.ndarray], router: np.ndarray, best: np.ndarray, cams: _Cams
+    ) -> np.ndarray:
         column = Label.ABNORMAL.column
-        per_bone = np.stack(
-            [self._head(bone.head, features)[:, column] for bone in self.router_bones], axis=1
-        )
-        return np.sum(router * per_bone, axis=1)
+        per_bone = []
+        for index, bone in enumerate(self.router_bones):
+            maps: _Cams = [None] * len(best)
+            probs = self._bone_head(bone.head, features, np.arange(len(best)), maps)
+            for i in np.flatnonzero(best == index):  # an image's map: its routed bone's head
+                cams[int(i)] = maps[int(i)]
+            per_bone.append(probs[:, column])
+        return np.sum(router * np.stack(per_bone, axis=1), axis=1)
 
 
 class BatchQueue(Generic[K]):

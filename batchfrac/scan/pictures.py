@@ -109,6 +109,8 @@ class _Candidate:
     bone: Bone = field(compare=False)
     geometry: LetterboxGeometry = field(compare=False)
     image: np.ndarray = field(compare=False, repr=False)
+    #: Its Grad-CAM map when inference made it (ONNX Runtime); else drawn at the end.
+    cam: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -183,11 +185,12 @@ class Pictures:
         p, threshold = prediction.abnormal_probability, self.thresholds[prediction.bone]
         if p > threshold:
             self.abnormal += 1
-            self._push(self._abnormal, _Candidate(p, name, prediction.bone, geometry, image),
-                       self.heatmaps_max)  # fmt: skip
+            self._push(self._abnormal, _Candidate(p, name, prediction.bone, geometry, image,
+                       prediction.cam), self.heatmaps_max)  # fmt: skip
         else:
             self.others += 1
-            close = _Candidate(-abs(p - threshold), name, prediction.bone, geometry, image)
+            close = _Candidate(-abs(p - threshold), name, prediction.bone, geometry, image,
+                               prediction.cam)  # fmt: skip
             self._push(self._close, close, min(self.uncertain, self.heatmaps_max))
 
     @staticmethod
@@ -216,8 +219,11 @@ class Pictures:
         started = time.perf_counter()
         self.stats.method = bundle.gradcam_method
         make_report_dir(self.out / HEATMAPS_DIR)
-        for bone in Bone:
-            group = [c for c in chosen if c.bone is bone]
+        for c in chosen:  # their maps came with their predictions
+            if c.cam is not None:
+                made[c.name] = self._write_heatmap(c, c.cam)
+        for bone in Bone:  # the others' are computed now (Keras: autodiff)
+            group = [c for c in chosen if c.bone is bone and c.cam is None]
             for start in range(0, len(group), CAM_BATCH):
                 batch = group[start : start + CAM_BATCH]
                 x = np.stack([c.image.astype(np.float32) for c in batch])

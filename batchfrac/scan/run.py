@@ -323,7 +323,8 @@ def scan_pending(
 
     clock = time.perf_counter() if started is None else started
     size = batch_size(config, bundle)
-    predictor = BatchPredictor(bundle, batch_size=size, routing=config.routing)
+    cams = pictures is not None and config.heatmaps_max > 0
+    predictor = BatchPredictor(bundle, batch_size=size, routing=config.routing, cams=cams)
     inference = ChunkInference(
         predictor,
         lambda rows: ledger.write_part(rows, provenance),
