@@ -1,7 +1,7 @@
 """The scan's pictures: a thumbnail of every ok image, Grad-CAM heatmaps of flagged ones.
 
-- **Thumbnails** (``OUTDIR/thumbnails/<name>.png``, long side <= 256 px): channel 0 of
-  the model input, letterbox padding cut away, written when the image is queued for
+- **Thumbnails** (``OUTDIR/thumbnails/<name>.png``, grey, long side <= 256 px): channel 0
+  of the model input, letterbox padding cut away, written when the image is queued for
   inference; the part file's row names it, so a resumed scan keeps it.
 - **Heatmaps** (``OUTDIR/heatmaps/<name>.png``, long side <= 512 px): the same picture
   with the Grad-CAM map of the abnormal class of the image's bone head blended over it,
@@ -10,7 +10,9 @@
   (probability above the bone's threshold, highest first) and, with
   ``--heatmaps-uncertain N``, the N others closest to their threshold; at most
   ``--heatmaps-max`` of them (0: none). Their model inputs are kept (float16) until then:
-  memory for ``max + N`` inputs at most.
+  memory for ``max + N`` inputs at most. On ONNX Runtime each map comes with its
+  prediction (:class:`~batchfrac.scan.inference.BatchPredictor` with ``cams``), so
+  drawing is the overlay and the PNG; otherwise (Keras) the maps are computed then.
 - **Names** are the first 24 hex digits of the sha256 of the row's report path and frame
   (the pseudonymised path with ``--pseudonymize-key-file``): never a DICOM value or a
   readable path.
@@ -22,6 +24,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import logging
@@ -164,12 +167,12 @@ class Pictures:
             return
         name = self.name_of(result.file.path, result.frame)
         geometry = letterbox_geometry(result.header.rows, result.header.columns, self.spec)
-        image = np.asarray(result.pixels, np.float32)
+        image = np.asarray(result.pixels, np.float32)  # the row's own array: no copy
         picture = render_thumbnail(image[geometry.content][..., 0], THUMBNAIL_SIDE)
         relative = f"{THUMBNAILS_DIR}/{name}.png"
         write_bytes(self.out / relative, png_bytes(picture), mode=REPORT_FILE_MODE)
         self._thumbnails[key] = relative
-        self._held[key] = (name, geometry, image.astype(np.float16))
+        self._held[key] = (name, geometry, image)
         self.inferred.add(name)
 
     def thumbnail(self, key: Any) -> str | None:
@@ -195,12 +198,13 @@ class Pictures:
 
     @staticmethod
     def _push(heap: list[_Candidate], candidate: _Candidate, size: int) -> None:
-        if size <= 0:
+        if size <= 0 or (len(heap) >= size and not candidate > heap[0]):
             return
+        kept = dataclasses.replace(candidate, image=candidate.image.astype(np.float16))
         if len(heap) < size:
-            heapq.heappush(heap, candidate)
-        elif candidate > heap[0]:
-            heapq.heapreplace(heap, candidate)
+            heapq.heappush(heap, kept)
+        else:
+            heapq.heapreplace(heap, kept)
 
     def make_heatmaps(
         self, bundle: CamBundle, earlier: Mapping[str, Heatmap] | None = None
