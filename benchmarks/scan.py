@@ -231,6 +231,26 @@ class NaiveLoop:
         return len(paths) / (time.perf_counter() - start), len(paths)
 
 
+def thumbnail_ms(archive: Path, folder: Path, images: int = 8, repeat: int = 25) -> float:
+    """Driver milliseconds per image for its thumbnail (what :meth:`Pictures.hold` does:
+    cut the letterbox, shrink, PNG-encode, write atomically), on
+    ``images`` real rows of ``archive`` decoded once, each held ``repeat`` times."""
+    from batchfrac.ingest.entry import IngestConfig, ingest_file
+    from batchfrac.scan.pictures import Pictures, picture_name
+
+    rows = []
+    for path in sorted(archive.rglob("*.dcm")):
+        rows += [r for r in ingest_file(path, IngestConfig()) if r.pixels is not None]
+        if len(rows) >= images:
+            break
+    pictures = Pictures(folder, IngestConfig().spec, {}, picture_name, heatmaps_max=0)
+    started = time.perf_counter()
+    for i in range(repeat):
+        for j, row in enumerate(rows):
+            pictures.hold((i, j), row)
+    return (time.perf_counter() - started) * 1000 / max(1, repeat * len(rows))
+
+
 def steady_state(ok_n: int, wall_n: float, ok_4n: int, wall_4n: float) -> tuple[float, float]:
     """Marginal images/s of the larger scan over the smaller, and the fixed seconds per scan.
 
@@ -281,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         run_n, rss_n, wall_n = run_scan(root / "archive", root / "out-n", args)
         run_4n, rss_4n, wall_4n = run_scan(root / "archive4", root / "out-4n", args)
         one_file_s, tensorflow_s = start_costs(root, root / "archive", args)
+        thumbnail = thumbnail_ms(root / "archive", root / "thumbnails")
+        thumbnails_4n = len(list((root / "out-4n" / "thumbnails").glob("*.png")))
         after, _ = naive_loop.images_per_s(root / "archive", args.naive_images)
         naive = (before + after) / 2
         load_after = machine().rsplit("load average ", 1)[1]
@@ -297,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     growth = (rss_4n - rss_n) / rss_n * 100
     inference = run_4n["inference"]
     per_image = 1000 / max(n_4n, 1)
+    pictures = run_4n.get("heatmaps") or {}
     out.write(
         f"batchfrac scan benchmark: {n_images} images ({low}-{high} px, 12-bit, mixed "
         f"syntaxes) and 4x that; {load_before} (after: {load_after}); Python "
@@ -314,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
         f"| 4N per image: decode ms, inference ms, inference idle share | "
         f"{t4['decode_s'] * per_image:.0f}, {t4['inference_s'] * per_image:.0f}, "
         f"{t4['inference_idle_share']} | |\n"
+        f"| 4N pictures: thumbnails, ms each (driver, measured alone) | {thumbnails_4n}, "
+        f"{thumbnail:.1f} | |\n"
+        f"| 4N pictures: heatmaps written, s in all | {pictures.get('written', 0)}, "
+        f"{pictures.get('seconds', 0):.1f} | |\n"
         f"| naive loop images/s ({naive_n} images; before, after) | {naive:.2f} "
         f"({before:.2f}, {after:.2f}) | |\n"
         f"| scan images/s, steady state (4N - N) | {steady:.2f} | |\n"
