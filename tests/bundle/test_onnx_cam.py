@@ -22,14 +22,18 @@ def images(tiny_bundle: Path) -> np.ndarray:
     return rng.random((5, 64, 64, 3), dtype=np.float32)
 
 
+def _on(path: Path, backend: str) -> ModelBundle:
+    """The bundle at ``path`` running on ``backend``."""
+    bundle = ModelBundle.load(path)
+    bundle.use_backend(backend)
+    return bundle
+
+
 @pytest.mark.parametrize("bone", [Bone.HAND, Bone.WRIST])
 def test_onnx_numpy_gradcam_equals_keras_gradcam(
     tiny_bundle: Path, images: np.ndarray, bone: Bone
 ) -> None:
-    onnx_bundle = ModelBundle.load(tiny_bundle)
-    onnx_bundle.use_backend("onnx")
-    keras_bundle = ModelBundle.load(tiny_bundle)
-    keras_bundle.use_backend("keras")
+    onnx_bundle, keras_bundle = _on(tiny_bundle, "onnx"), _on(tiny_bundle, "keras")
     assert (onnx_bundle.gradcam_method, keras_bundle.gradcam_method) == (
         "onnx-numpy", "keras-autodiff",
     )  # fmt: skip
@@ -83,8 +87,7 @@ def test_a_graph_without_top_activation_is_refused(tiny_bundle: Path) -> None:
 def test_predictions_carry_the_map_of_their_bone_head_from_the_same_pass(
     tiny_bundle: Path, images: np.ndarray, routing: Routing
 ) -> None:
-    bundle = ModelBundle.load(tiny_bundle)
-    bundle.use_backend("onnx")
+    bundle = _on(tiny_bundle, "onnx")
     with_maps = BatchPredictor(bundle, batch_size=8, routing=routing, cams=True).predict(images)
     plain = BatchPredictor(bundle, batch_size=8, routing=routing).predict(images)
     assert with_maps == plain  # same bones and probabilities (the map is not compared)
@@ -97,7 +100,6 @@ def test_predictions_carry_the_map_of_their_bone_head_from_the_same_pass(
 
 
 def test_keras_predictions_carry_no_map(tiny_bundle: Path, images: np.ndarray) -> None:
-    bundle = ModelBundle.load(tiny_bundle)
-    bundle.use_backend("keras")
+    bundle = _on(tiny_bundle, "keras")
     predictions = BatchPredictor(bundle, batch_size=8, cams=True).predict(images[:2])
     assert [p.cam for p in predictions] == [None, None]
