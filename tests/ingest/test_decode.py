@@ -39,6 +39,7 @@ from batchfrac.ingest import j2k
 from batchfrac.ingest import plugins as plugins_module
 from batchfrac.ingest.decode import DecodePolicy, FramePolicy, decode
 from batchfrac.ingest.display import LUMA_WEIGHTS
+from batchfrac.ingest.frames import encapsulated
 from batchfrac.ingest.header import read_header
 from batchfrac.ingest.preprocess import PreprocessSpec, preprocess
 from tests.encoders import LOSSLESS_SYNTAXES, LOSSY_OPTIONS, write_encoded
@@ -655,3 +656,11 @@ class TestPreferredPlugins:
         monkeypatch.setitem(decoder._available, plugins_module.ljpeg.PLUGIN, broken)
         np.testing.assert_array_equal(decode_one(path), reference)
         assert calls  # the fast plugin was tried first
+
+
+@pytest.mark.parametrize("length", [1, 2, 11, 3_000_001])
+def test_a_frame_is_encapsulated_as_pydicom_does_it(length: int) -> None:
+    from pydicom.encaps import encapsulate
+
+    frame = np.random.default_rng(length).integers(0, 256, length, np.uint8).tobytes()
+    assert encapsulated(frame) == encapsulate([frame])
