@@ -238,12 +238,13 @@ def thumbnail_ms(archive: Path, folder: Path, images: int = 8, repeat: int = 25)
     from batchfrac.ingest.entry import IngestConfig, ingest_file
     from batchfrac.scan.pictures import Pictures, picture_name
 
+    config = IngestConfig()
     rows = []
     for path in sorted(archive.rglob("*.dcm")):
-        rows += [r for r in ingest_file(path, IngestConfig()) if r.pixels is not None]
+        rows += [r for r in ingest_file(path, config) if r.pixels is not None]
         if len(rows) >= images:
             break
-    pictures = Pictures(folder, IngestConfig().spec, {}, picture_name, heatmaps_max=0)
+    pictures = Pictures(folder, config.spec, {}, picture_name, heatmaps_max=0)
     started = time.perf_counter()
     for i in range(repeat):
         for j, row in enumerate(rows):

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import dask
@@ -259,7 +259,11 @@ def test_window_bounds_chunks_in_flight_and_a_dead_worker_costs_one_file(
 
 
 def rows_by_name(
-    cluster: object, chunks: list[list[str]], files: list[str], task: object, **options: object
+    cluster: object,
+    chunks: list[list[str]],
+    files: Collection[str],
+    task: object,
+    **options: object,
 ) -> dict[str, ImageResult]:
     """The rows of ``chunks`` ingested by ``task`` on the test cluster (2 workers, a window
     of 2), by file name; every file comes back exactly once."""
