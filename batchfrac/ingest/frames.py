@@ -10,7 +10,11 @@ Then the plugins of :func:`batchfrac.ingest.plugins.plugin_order` are tried in t
 plugin's failure of any kind, a Rust codec's ``PanicException`` (a ``BaseException``)
 included, only moves on to the next, and when all fail the frame is a ``decode_error``
 naming each plugin's reason. With ``min_long_side`` set, greyscale JPEG 2000 frames are
-first tried at a reduced wavelet level (:mod:`batchfrac.ingest.j2k`).
+first tried at a reduced wavelet level (:mod:`batchfrac.ingest.j2k`). A plain greyscale
+frame (one unsigned MONOCHROME sample of 8 or 16 bits, native or in a syntax whose first
+plugin :mod:`batchfrac.ingest.direct` knows) goes straight to that plugin's codec: the
+same values without pydicom's copies; when the codec fails there, pydicom decodes the
+frame as above, so the outcome and its reason are the same either way.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ import logging
 import struct
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from pydicom.pixels.decoders.base import Decoder
 
 from ..enums import Reason
 from ..errors import FileRejected
-from . import j2k
+from . import direct, j2k
 from .capture import FATAL, describe, native_stderr
 from .codec_headers import StreamHeaderError, StreamMismatch, check_frame
 from .image_pixel import ImagePixel
@@ -56,13 +61,24 @@ class FrameDecoder:
     def __call__(self, data: bytes, index: int) -> tuple[np.ndarray, str]:
         """Stored values of frame ``index`` from its bytes, and their photometric
         interpretation; raises ``FileRejected`` (``too_large``, ``decode_error``)."""
-        if self.decoder.is_native:
-            return self._decoded(data, index)
-        self._check_stream(data, index)
-        reduced = self._reduced(data)
-        if reduced is not None:
-            return reduced, self.pixel.photometric_interpretation
-        return self._decoded(encapsulated(data), index)
+        photometric = self.pixel.photometric_interpretation
+        if not self.decoder.is_native:
+            self._check_stream(data, index)
+            reduced = self._reduced(data)
+            if reduced is not None:
+                return reduced, photometric
+        if self._plain_plugin is not None:
+            plain = direct.decode_plain(data, self.decoder.UID, self._plain_plugin, self.pixel)
+            if plain is not None:
+                return plain, photometric
+        return self._decoded(data if self.decoder.is_native else encapsulated(data), index)
+
+    @cached_property
+    def _plain_plugin(self) -> str | None:
+        """The plugin :mod:`batchfrac.ingest.direct` calls for these frames (``""``: native
+        data), or ``None`` when it does not take them."""
+        plugin = self.plugins[0]
+        return plugin if direct.takes(self.decoder.UID, plugin, self.pixel) else None
 
     @property
     def plugins(self) -> tuple[str, ...]:

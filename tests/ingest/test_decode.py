@@ -35,7 +35,7 @@ from pydicom.uid import (
 from batchfrac.enums import Reason
 from batchfrac.errors import FileRejected
 from batchfrac.ingest import decode as decode_module
-from batchfrac.ingest import j2k
+from batchfrac.ingest import direct, j2k
 from batchfrac.ingest import plugins as plugins_module
 from batchfrac.ingest.decode import DecodePolicy, FramePolicy, decode
 from batchfrac.ingest.display import LUMA_WEIGHTS
@@ -653,9 +653,11 @@ class TestPreferredPlugins:
             calls.append(len(src))
             raise ValueError("this codec is broken")
 
+        # Broken both where pydicom calls it and where the direct path does.
         monkeypatch.setitem(decoder._available, plugins_module.ljpeg.PLUGIN, broken)
+        monkeypatch.setitem(direct.CODECS, (JPEGLosslessSV1, plugins_module.ljpeg.PLUGIN), broken)
         np.testing.assert_array_equal(decode_one(path), reference)
-        assert calls  # the fast plugin was tried first
+        assert len(calls) == 2  # the fast plugin was tried first, directly and through pydicom
 
 
 @pytest.mark.parametrize("length", [1, 2, 11, 3_000_001])
