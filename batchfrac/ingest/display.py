@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import cv2
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException
@@ -44,6 +45,8 @@ LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 _VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Integer dtypes OpenCV's arithmetic reads (in native byte order; not uint32, int64).
+_OPENCV_INTEGERS = frozenset(np.dtype(t) for t in ("u1", "i1", "u2", "i2", "i4"))
 # What converting a malformed LUT Descriptor or LUT Data raises.
 _LUT_ERRORS = (TypeError, ValueError, OverflowError, IndexError, BytesLengthException)
 
@@ -136,10 +139,24 @@ def modality_lut(arr: np.ndarray, ds: Dataset) -> tuple[np.ndarray, ValueRange]:
     if (item := _first_item(ds, "ModalityLUTSequence")) is not None:
         lut = read_lut(item, ds)
         return lut.apply(arr).astype(np.float32), lut.output_range
+    slope, intercept, value_range = _rescale(ds)
+    if slope is None or intercept is None:
+        return arr, value_range  # identity: later steps convert to float32
+    values = arr.astype(np.float32)
+    if slope != 1.0:
+        values *= slope
+    if intercept != 0.0:
+        values += intercept
+    return values, value_range
+
+
+def _rescale(ds: Dataset) -> tuple[float | None, float | None, ValueRange]:
+    """(0028,1053) *Rescale Slope*, (0028,1052) *Rescale Intercept* (``None`` when either
+    is absent: the identity) and the range they map the stored values to."""
     low, high = stored_range(ds)
     slope, intercept = _number(ds, "RescaleSlope", first=False), _number(ds, "RescaleIntercept")
     if slope is None or intercept is None:
-        return arr, ValueRange(low, high)  # identity: later steps convert to float32
+        return None, None, ValueRange(low, high)
     if slope == 0:
         raise FileRejected(
             Reason.DECODE_ERROR, "(0028,1053) Rescale Slope 0 maps every pixel to one value"
@@ -151,12 +168,7 @@ def modality_lut(arr: np.ndarray, ds: Dataset) -> tuple[np.ndarray, ValueRange]:
             f"(0028,1053) Rescale Slope {slope} and (0028,1052) Rescale Intercept {intercept} "
             "take the stored values out of the float32 range",
         )
-    values = arr.astype(np.float32)
-    if slope != 1.0:
-        values *= slope
-    if intercept != 0.0:
-        values += intercept
-    return values, ValueRange(ends[0], ends[1])
+    return slope, intercept, ValueRange(ends[0], ends[1])
 
 
 def to_unit(arr: np.ndarray, value_range: ValueRange) -> np.ndarray:
@@ -193,14 +205,19 @@ def window(arr: np.ndarray, center: float, width: float, function: str = "LINEAR
         np.exp(out, out=out)
         out += 1.0
         return np.reciprocal(out, out=out)
-    if function == "LINEAR_EXACT":
-        low, span = center - width / 2, width
-    else:
-        # C.11.2.1.2.1: x <= c - 0.5 - (w-1)/2 -> min; x > c - 0.5 + (w-1)/2 -> max.
-        low, span = center - 0.5 - (width - 1) / 2, width - 1
-        if span == 0:
-            return np.greater(arr, low).astype(np.float32)
+    low, span = _linear_bounds(center, width, function)
+    if span == 0:
+        return np.greater(arr, low).astype(np.float32)
     return to_unit(arr, ValueRange(low, low + span))
+
+
+def _linear_bounds(center: float, width: float, function: str) -> tuple[float, float]:
+    """``(low, span)`` of a ``LINEAR`` or ``LINEAR_EXACT`` window: it maps
+    ``[low, low + span]`` onto ``[0, 1]`` (span 0: a step at ``low``)."""
+    if function == "LINEAR_EXACT":
+        return center - width / 2, width
+    # C.11.2.1.2.1: x <= c - 0.5 - (w-1)/2 -> min; x > c - 0.5 + (w-1)/2 -> max.
+    return center - 0.5 - (width - 1) / 2, width - 1
 
 
 def voi_lut(arr: np.ndarray, ds: Dataset, modality_range: ValueRange) -> np.ndarray:
@@ -215,23 +232,39 @@ def voi_lut(arr: np.ndarray, ds: Dataset, modality_range: ValueRange) -> np.ndar
     if (item := _first_item(ds, "VOILUTSequence")) is not None:
         lut = read_lut(item, ds)
         return to_unit(lut.apply(arr), lut.output_range)
-    center, width = _number(ds, "WindowCenter"), _number(ds, "WindowWidth")
-    if center is not None and width is not None:
-        function = str(attribute_value(ds, "VOILUTFunction") or "LINEAR").strip().upper()
-        if function not in _VOI_FUNCTIONS:
-            logger.debug("unknown VOI LUT Function %r, using LINEAR", function)
-            function = "LINEAR"
-        if window_is_valid(width, function):
-            return window(arr, center, width, function)
-        logger.debug("ignoring Window Width %s, invalid for %s", width, function)
+    chosen = _window_attributes(ds)
+    if chosen is not None:
+        return window(arr, *chosen)
     return to_unit(arr, modality_range)
+
+
+def _window_attributes(ds: Dataset) -> tuple[float, float, str] | None:
+    """The first (0028,1050) *Window Center*, (0028,1051) *Window Width* and the (0028,1056)
+    *VOI LUT Function* (``LINEAR`` when absent or unknown); ``None`` without a window or
+    when its width is invalid for its function."""
+    center, width = _number(ds, "WindowCenter"), _number(ds, "WindowWidth")
+    if center is None or width is None:
+        return None
+    function = str(attribute_value(ds, "VOILUTFunction") or "LINEAR").strip().upper()
+    if function not in _VOI_FUNCTIONS:
+        logger.debug("unknown VOI LUT Function %r, using LINEAR", function)
+        function = "LINEAR"
+    if window_is_valid(width, function):
+        return center, width, function
+    logger.debug("ignoring Window Width %s, invalid for %s", width, function)
+    return None
 
 
 def grey_to_display(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     """One MONOCHROME1/2 frame of stored values -> float32 ``[0, 1]``, bone bright.
 
-    Modality LUT, then VOI, then MONOCHROME1 inversion as ``1 - y``.
+    Modality LUT, then VOI, then MONOCHROME1 inversion as ``1 - y``. When all three are
+    linear (no LUT sequence, a rescale or none, a ``LINEAR``/``LINEAR_EXACT`` window or
+    none) they are one affine map, applied in one pass (:func:`_affine_display`).
     """
+    fused = _affine_display(arr, ds)
+    if fused is not None:
+        return fused
     values, modality_range = modality_lut(arr, ds)
     out = voi_lut(values, ds, modality_range)
     # MONOCHROME1 is inverted only now, after VOI, and against the VOI *output* range
@@ -243,6 +276,47 @@ def grey_to_display(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     # MONOCHROME2 encodings of the same anatomy decode to the same image.
     if str(ds.PhotometricInterpretation).strip() == "MONOCHROME1":
         np.subtract(np.float32(1.0), out, out=out)
+    return out
+
+
+def _affine_display(arr: np.ndarray, ds: Dataset) -> np.ndarray | None:
+    """:func:`grey_to_display` of an integer frame whose transforms are all linear, as
+    ``clip(arr * scale + offset, 0, 1)`` in one OpenCV pass (a third of the time of the
+    three steps on a 5 Mpixel frame; equal within float32 rounding, 1e-6 on ``[0, 1]``);
+    ``None`` when they are not (or the image is not 2-D integers OpenCV reads).
+
+    Reads and checks the attributes in the order of the steps, so a malformed one is
+    the same ``decode_error`` either way.
+    """
+    if arr.ndim != 2 or arr.dtype.newbyteorder("=") not in _OPENCV_INTEGERS:
+        return None
+    if _first_item(ds, "ModalityLUTSequence") is not None:
+        return None
+    slope, intercept, modality_range = _rescale(ds)
+    if _first_item(ds, "VOILUTSequence") is not None:
+        return None
+    chosen = _window_attributes(ds)
+    if chosen is None:
+        low, span = modality_range.low, modality_range.high - modality_range.low
+    elif chosen[2] == "SIGMOID":
+        return None
+    else:
+        low, span = _linear_bounds(*chosen)
+    if span <= 0:
+        return None  # a step or an empty range: the general path's special cases
+    if slope is None or intercept is None:
+        slope, intercept = 1.0, 0.0
+    scale, offset = slope / span, (intercept - low) / span
+    if str(ds.PhotometricInterpretation).strip() == "MONOCHROME1":
+        scale, offset = -scale, 1.0 - offset
+    # x * scale + offset stays finite in float32 for every x of the dtype, so no NaN
+    # can appear, and the clip may be OpenCV's (which maps NaN to 0).
+    if not abs(scale) * 2.0**32 + abs(offset) < _FLOAT32_MAX:
+        return None
+    src = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))  # big endian swapped
+    out = cv2.addWeighted(src, scale, src, 0.0, offset, dtype=cv2.CV_32F)
+    cv2.threshold(out, 1.0, 1.0, cv2.THRESH_TRUNC, dst=out)
+    cv2.threshold(out, 0.0, 0.0, cv2.THRESH_TOZERO, dst=out)
     return out
 
 

@@ -14,6 +14,7 @@ from pydicom.tag import Tag
 
 from batchfrac.enums import Reason
 from batchfrac.errors import FileRejected
+from batchfrac.ingest import display
 from batchfrac.ingest.display import (
     LUMA_WEIGHTS,
     LookupTable,
@@ -252,6 +253,88 @@ class TestGreyToDisplay:
         )
         out = grey_to_display(np.array([[850, 1000, 1100]]), ds)  # -> 1600, 1900, 2100
         np.testing.assert_allclose(out, [[0, 0.5, 1]])
+
+
+class TestAffineDisplay:
+    """The one-pass display of linear transforms against the step-by-step path."""
+
+    @staticmethod
+    def step_by_step(
+        stored: np.ndarray, ds: Dataset, monkeypatch: pytest.MonkeyPatch
+    ) -> np.ndarray:
+        with monkeypatch.context() as patched:
+            patched.setattr(display, "_affine_display", lambda arr, ds: None)
+            return grey_to_display(stored, ds)
+
+    @pytest.mark.parametrize("dtype", ["u1", "i1", "u2", "i2", "i4", ">u2", ">i2"])
+    @pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+    @pytest.mark.parametrize(
+        "tags",
+        [
+            {},
+            {"RescaleSlope": 1, "RescaleIntercept": 0},
+            {"RescaleSlope": 2.5, "RescaleIntercept": -1024},
+            {"RescaleSlope": -1, "RescaleIntercept": 100},
+            {"WindowCenter": 40, "WindowWidth": 50},
+            {"WindowCenter": 40.5, "WindowWidth": 2, "VOILUTFunction": "LINEAR_EXACT"},
+            {"RescaleSlope": 0.5, "RescaleIntercept": 3, "WindowCenter": 20, "WindowWidth": 30},
+            {"WindowCenter": 40, "WindowWidth": 50, "VOILUTFunction": "NONSENSE"},  # -> LINEAR
+            {"WindowCenter": 40, "WindowWidth": 0.5},  # invalid for LINEAR: the range
+        ],
+    )
+    def test_equals_the_step_by_step_path(
+        self, monkeypatch: pytest.MonkeyPatch, dtype: str, photometric: str, tags: dict[str, object]
+    ) -> None:
+        kind = np.dtype(dtype)
+        bits = 8 * kind.itemsize
+        info = np.iinfo(kind)
+        stored = np.linspace(max(info.min, -300), min(info.max, 300), 7 * 11).astype(kind)
+        stored = stored.reshape(7, 11)
+        ds = grey_dataset(photometric, bits=min(bits, 16), **tags)
+        ds.BitsStored, ds.PixelRepresentation = bits, int(kind.kind == "i")
+        fused = display._affine_display(stored, ds)
+        assert fused is not None and fused.dtype == np.float32 and fused.shape == stored.shape
+        expected = self.step_by_step(stored, ds, monkeypatch)
+        np.testing.assert_allclose(fused, expected, atol=1e-6, rtol=0)
+        np.testing.assert_array_equal(grey_to_display(stored, ds), fused)  # it is what runs
+
+    @pytest.mark.parametrize(
+        ("stored", "tags"),
+        [
+            (np.zeros((3, 3), np.uint32), {}),  # a dtype OpenCV does not read
+            (np.zeros((3, 3), np.float32), {}),
+            (np.zeros(9, np.uint16), {}),  # not 2-D
+            (np.zeros((3, 3), np.uint16), {"WindowCenter": 5, "WindowWidth": 1}),  # a step
+            (
+                np.zeros((3, 3), np.uint16),
+                {"WindowCenter": 5, "WindowWidth": 10, "VOILUTFunction": "SIGMOID"},
+            ),
+            (np.zeros((3, 3), np.uint16), {"ModalityLUTSequence": Sequence([lut_item([1, 2])])}),
+            (np.zeros((3, 3), np.uint16), {"VOILUTSequence": Sequence([lut_item([1, 2])])}),
+            (  # a scale that could overflow float32 on some stored value
+                np.zeros((3, 3), np.uint16),
+                {
+                    "RescaleSlope": 1e30,
+                    "RescaleIntercept": 0,
+                    "WindowCenter": 0,
+                    "WindowWidth": 1.5,
+                },
+            ),
+        ],
+    )
+    def test_leaves_what_is_not_one_affine_map_to_the_steps(
+        self, monkeypatch: pytest.MonkeyPatch, stored: np.ndarray, tags: dict[str, object]
+    ) -> None:
+        ds = grey_dataset(**tags)
+        assert display._affine_display(stored, ds) is None
+        np.testing.assert_array_equal(
+            grey_to_display(stored, ds), self.step_by_step(stored, ds, monkeypatch)
+        )
+
+    def test_malformed_attributes_are_the_same_decode_error(self) -> None:
+        ds = grey_dataset(RescaleSlope=0, RescaleIntercept=0)
+        with pytest.raises(FileRejected, match="Rescale Slope 0"):
+            display._affine_display(np.zeros((2, 2), np.uint16), ds)
 
 
 class TestColourToGrey:
