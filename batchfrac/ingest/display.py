@@ -281,7 +281,7 @@ def grey_to_display(arr: np.ndarray, ds: Dataset) -> np.ndarray:
 
 def _affine_display(arr: np.ndarray, ds: Dataset) -> np.ndarray | None:
     """:func:`grey_to_display` of an integer frame whose transforms are all linear, as
-    ``clip(arr * scale + offset, 0, 1)`` in one OpenCV pass (a third of the time of the
+    ``clip(arr * scale + offset, 0, 1)`` in one OpenCV pass (4 ms against 9-10 ms for the
     three steps on a 5 Mpixel frame; equal within float32 rounding, 1e-6 on ``[0, 1]``);
     ``None`` when they are not (or the image is not 2-D integers OpenCV reads).
 
