@@ -212,8 +212,7 @@ def window(arr: np.ndarray, center: float, width: float, function: str = "LINEAR
 
 
 def _linear_bounds(center: float, width: float, function: str) -> tuple[float, float]:
-    """``(low, span)`` of a ``LINEAR`` or ``LINEAR_EXACT`` window: it maps
-    ``[low, low + span]`` onto ``[0, 1]`` (span 0: a step at ``low``)."""
+    """``(low, span)``: the window maps ``[low, low + span]`` onto ``[0, 1]`` (0: a step)."""
     if function == "LINEAR_EXACT":
         return center - width / 2, width
     # C.11.2.1.2.1: x <= c - 0.5 - (w-1)/2 -> min; x > c - 0.5 + (w-1)/2 -> max.

@@ -17,6 +17,12 @@ from batchfrac.enums import Bone
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 ARCHIVE = SAMPLE / "archive"
+# OpenCV releases rasterise the edges of the generator's polygons and lines a pixel
+# differently (5.0 -> 5.1: 0.02-0.12 % of a sample image's pixels, 1.4 % of the contact
+# sheet, where the thumbnails are shrunk): the same command gives the same images up to
+# those edges. A changed generator (seed, layout, sizes, noise) moves far more.
+EDGE_PIXELS = 0.005
+SHEET_EDGE_PIXELS = 0.03
 
 
 def _readme_command() -> list[str]:
@@ -54,7 +60,14 @@ def test_readme_command_reproduces_the_sample(
         # compare decoded pixels, robust to codec library versions
         ours = dcmread(ARCHIVE / row["path"])
         fresh = dcmread(out / row["path"])
-        np.testing.assert_array_equal(ours.pixel_array, fresh.pixel_array, err_msg=row["path"])
         assert ours.SOPInstanceUID == fresh.SOPInstanceUID
+        assert ours.file_meta.TransferSyntaxUID == fresh.file_meta.TransferSyntaxUID
+        ours_pixels, fresh_pixels = ours.pixel_array, fresh.pixel_array
+        assert (ours_pixels.shape, ours_pixels.dtype) == (fresh_pixels.shape, fresh_pixels.dtype)
+        moved = np.mean(ours_pixels != fresh_pixels)
+        assert moved <= EDGE_PIXELS, f"{row['path']}: {moved:.2%} of the pixels differ"
     fresh_sheet = cv2.imread(str(tmp_path / "sample_data" / "contact_sheet.png"))
-    np.testing.assert_array_equal(fresh_sheet, cv2.imread(str(SAMPLE / "contact_sheet.png")))
+    sheet = cv2.imread(str(SAMPLE / "contact_sheet.png"))
+    assert fresh_sheet.shape == sheet.shape
+    moved = np.mean(np.any(fresh_sheet != sheet, axis=2))
+    assert moved <= SHEET_EDGE_PIXELS, f"contact sheet: {moved:.2%} of the pixels differ"
