@@ -313,6 +313,25 @@ def truncated(directory: Path, syntax: str, where: str = "pixels") -> Hostile:
     return Hostile(path, f"{name} cut inside the {where} ({keep} of {size} bytes)", NOT_OK)
 
 
+def codestream_cut(directory: Path, syntax: str) -> Hostile:
+    """A well-formed file in an encapsulated ``syntax`` whose frame's codestream is cut in
+    half: every length in the file is right, only the stream stops early. libjpeg-turbo
+    and libjpeg fill the missing rows of a cut JPEG stream and report success."""
+    from pydicom import dcmread
+    from pydicom.encaps import encapsulate, generate_frames
+
+    path = valid(directory, syntax).path
+    path = path.rename(path.with_name(f"codestream-cut-{path.name}"))
+    ds = dcmread(path)
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = encapsulate([frame[: len(frame) // 2]])
+    ds.save_as(path)
+    name = UID(syntax).name
+    return Hostile(
+        path, f"{name} codestream cut to {len(frame) // 2} of {len(frame)} bytes", ONLY_ERROR
+    )
+
+
 def _slug(value: object) -> str:
     text = value.decode() if isinstance(value, bytes) else str(value)
     return "".join(c if c.isalnum() or c == "." else "-" for c in text.strip()).strip("-")

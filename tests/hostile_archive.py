@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
 from tests import hostile, hostile_bombs
 from tests.hostile import (
@@ -63,6 +63,8 @@ def hostile_cases(sizes: HostileSizes | None = None) -> dict[str, Factory]:
             cases[f"truncated_{where}_{syntax}"] = partial(
                 hostile.truncated, syntax=syntax, where=where
             )
+        if UID(syntax).is_encapsulated:
+            cases[f"codestream_cut_{syntax}"] = partial(hostile.codestream_cut, syntax=syntax)
     return cases
 
 

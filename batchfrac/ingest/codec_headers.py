@@ -28,6 +28,7 @@ __all__ = [
     "StreamHeader",
     "StreamHeaderError",
     "StreamMismatch",
+    "StreamTruncated",
     "check_frame",
     "read_jpeg2000_header",
     "read_jpeg_header",
@@ -65,12 +66,22 @@ _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length fi
 _SOI, _EOI, _SOS = 0xD8, 0xD9, 0xDA
 _J2K_SOC, _J2K_SIZ = b"\xff\x4f", b"\xff\x51"
 _JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+# A JPEG/JPEG-LS stream ends with EOI, which its entropy-coded data cannot hold (JPEG
+# stuffs 0x00 after 0xFF, JPEG-LS a byte under 0x80); fragments may be padded after it
+# (PS3.5 A.4: one 0x00, and some encoders pad more), so it is looked for near the end.
+_EOI_MARKER = b"\xff\xd9"
+_EOI_WINDOW = 64
 _RLE_HEADER_LENGTH = 64
 _RLE_MAX_SEGMENTS = 15
 
 
 class StreamHeaderError(BatchfracError, ValueError):
     """A frame's stream header is missing, malformed, or inconsistent in itself."""
+
+
+class StreamTruncated(StreamHeaderError):
+    """A JPEG or JPEG-LS codestream ends without its EOI marker: it was cut short. Some
+    decoders (libjpeg-turbo, libjpeg) fill the missing rows and report success."""
 
 
 class StreamMismatch(StreamHeaderError):
@@ -264,7 +275,8 @@ def check_frame(
     ``rows``, ``columns``, ``samples``, ``bits_allocated``: (0028,0010) *Rows*,
     (0028,0011) *Columns*, (0028,0002) *Samples per Pixel*, (0028,0100) *Bits Allocated*.
     JPEG family and JPEG 2000: the stream's rows, columns and components must equal
-    them, and its precision must fit in Bits Allocated. RLE: the segment count must be
+    them, and its precision must fit in Bits Allocated; a JPEG or JPEG-LS stream must end
+    with its EOI marker (:class:`StreamTruncated` otherwise). RLE: the segment count must be
     Samples per Pixel x bytes per sample (PS3.5 G.2). Returns the stream header
     (``None`` where :func:`stream_header` reads none).
 
@@ -281,6 +293,11 @@ def check_frame(
                 larger=header.segments > expected,
             )
     elif header is not None:
+        if header.codec != "jpeg2000" and _EOI_MARKER not in frame[-_EOI_WINDOW:]:
+            raise StreamTruncated(
+                f"{header.codec} stream of {len(frame):,} bytes ends without its EOI marker "
+                "(FFD9): it was cut short"
+            )
         declared = (header.rows, header.columns, header.components)
         if declared != (rows, columns, samples) or header.precision > bits_allocated:
             raise StreamMismatch(

@@ -5,7 +5,9 @@ and returns its stored values (pydicom's ``Decoder.as_array`` on a one-frame buf
 YBR_FULL / YBR_FULL_422 come back as RGB) and the photometric interpretation they are
 in. Before a compressed frame is decoded, its own stream header is compared with Rows x
 Columns (:func:`batchfrac.ingest.codec_headers.check_frame`), because a codec allocates
-what its stream declares: a larger stream is ``too_large``, another one ``decode_error``.
+what its stream declares: a larger stream is ``too_large``, another one ``decode_error``,
+and a JPEG or JPEG-LS stream without its end marker ``truncated`` (some decoders fill
+what is missing and report success).
 Then the plugins of :func:`batchfrac.ingest.plugins.plugin_order` are tried in turn; a
 plugin's failure of any kind, a Rust codec's ``PanicException`` (a ``BaseException``)
 included, only moves on to the next, and when all fail the frame is a ``decode_error``
@@ -32,7 +34,7 @@ from ..enums import Reason
 from ..errors import FileRejected
 from . import direct, j2k
 from .capture import FATAL, describe, native_stderr
-from .codec_headers import StreamHeaderError, StreamMismatch, check_frame
+from .codec_headers import StreamHeaderError, StreamMismatch, StreamTruncated, check_frame
 from .image_pixel import ImagePixel
 from .plugins import plugin_order
 
@@ -99,6 +101,9 @@ class FrameDecoder:
         except StreamMismatch as exc:
             reason = Reason.TOO_LARGE if exc.larger else Reason.DECODE_ERROR
             raise FileRejected(reason, f"{self.decoder.UID.name}: frame {index}: {exc}") from exc
+        except StreamTruncated as exc:
+            detail = f"{self.decoder.UID.name}: frame {index}: {exc}"
+            raise FileRejected(Reason.TRUNCATED, detail) from exc
         except StreamHeaderError as exc:
             detail = f"{self.decoder.UID.name}: frame {index}: {exc}"
             raise FileRejected(Reason.DECODE_ERROR, detail) from exc

@@ -13,6 +13,7 @@ from pydicom.pixels.encoders.base import get_encoder
 from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
+    JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGLSLossless,
     RLELossless,
@@ -23,6 +24,7 @@ from batchfrac.ingest.codec_headers import (
     StreamHeader,
     StreamHeaderError,
     StreamMismatch,
+    StreamTruncated,
     check_frame,
     read_jpeg2000_header,
     read_jpeg_header,
@@ -243,6 +245,40 @@ class TestMalformedStreams:
             read_jpeg2000_header(signature + b"\x00\x00\x00\x08free")
         with pytest.raises(StreamHeaderError, match="declares 3 bytes"):
             read_jpeg2000_header(signature + b"\x00\x00\x00\x03jp2c")
+
+
+JPEG_FAMILY = [s for s in ENCAPSULATED if s != RLELossless and codec_of(s) != "jpeg2000"]
+
+
+class TestEndMarker:
+    """A JPEG or JPEG-LS stream must end with EOI: cut ones decode "successfully" in
+    libjpeg-turbo and libjpeg, their missing rows filled in."""
+
+    @staticmethod
+    def check(frame: bytes, syntax: str) -> StreamHeader | RLEHeader | None:
+        return check_frame(frame, syntax, 64, 48, 1, 16 if PRECISION.get(syntax) != 8 else 8)
+
+    @pytest.mark.parametrize("syntax", JPEG_FAMILY, ids=lambda s: UID(s).name)
+    def test_a_stream_cut_anywhere_after_its_header_is_truncated(
+        self, encoded: dict[str, bytes], syntax: str
+    ) -> None:
+        stream = encoded[syntax].rstrip(b"\x00")  # without the even-length padding
+        assert self.check(stream, syntax) is not None  # whole: accepted
+        start = stream.index(b"\xff\xda")  # the first scan
+        for cut in (start + 12, (start + len(stream)) // 2, len(stream) - 2, len(stream) - 1):
+            with pytest.raises(StreamTruncated, match="ends without its EOI marker"):
+                self.check(stream[:cut], syntax)
+
+    @pytest.mark.parametrize("syntax", JPEG_FAMILY, ids=lambda s: UID(s).name)
+    def test_padding_after_eoi_is_accepted(self, encoded: dict[str, bytes], syntax: str) -> None:
+        stream = encoded[syntax].rstrip(b"\x00")
+        for padding in (b"\x00", b"\x00" * 30):
+            assert self.check(stream + padding, syntax) is not None
+
+    def test_jpeg_2000_is_left_to_its_decoder(self, encoded: dict[str, bytes]) -> None:
+        stream = encoded[str(JPEG2000Lossless)]
+        cut = stream[: len(stream) // 2]  # openjpeg refuses it: decode_error
+        assert isinstance(self.check(cut, JPEG2000Lossless), StreamHeader)
 
 
 def test_radiograph_factory_is_what_the_expectations_assume() -> None:

@@ -174,8 +174,8 @@ def outcome(frame_decoder: FrameDecoder, data: bytes) -> tuple[str, object]:
 def test_a_broken_stream_has_the_outcome_it_has_without_the_shortcut(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syntax: str, cut: int
 ) -> None:
-    """Whatever the plugins make of a cut stream (an error, or, for libjpeg-turbo and
-    some fallbacks, an image padded with zeros), the shortcut changes nothing."""
+    """A cut stream is refused before any codec sees it (``truncated``) or fails in one:
+    the same outcome with the shortcut as without."""
     stored = gradient_image(*SHAPE, bits_stored=12)
     path = write_encoded(make_image_dataset(stored, bits_stored=12), tmp_path / "a.dcm", syntax)
     data, pixel = first_frame(path, UID(syntax))
