@@ -54,11 +54,7 @@ def _jpeg_ls(data: bytes, pixel: ImagePixel) -> tuple[object, int]:
 
 
 def _lossless_jpeg(data: bytes, pixel: ImagePixel) -> tuple[object, int]:
-    import imagecodecs
-
-    arr = imagecodecs.jpeg8_decode(data)
-    if arr.shape != (pixel.rows, pixel.columns):
-        raise ValueError(f"the JPEG stream decoded to {arr.shape}")
+    arr = ljpeg.decode(data, pixel.rows, pixel.columns)
     return arr, arr.dtype.itemsize
 
 

@@ -98,15 +98,9 @@ class FrameDecoder:
                 pixel.samples_per_pixel,
                 pixel.bits_allocated,
             )
-        except StreamMismatch as exc:
-            reason = Reason.TOO_LARGE if exc.larger else Reason.DECODE_ERROR
-            raise FileRejected(reason, f"{self.decoder.UID.name}: frame {index}: {exc}") from exc
-        except StreamTruncated as exc:
-            detail = f"{self.decoder.UID.name}: frame {index}: {exc}"
-            raise FileRejected(Reason.TRUNCATED, detail) from exc
         except StreamHeaderError as exc:
             detail = f"{self.decoder.UID.name}: frame {index}: {exc}"
-            raise FileRejected(Reason.DECODE_ERROR, detail) from exc
+            raise FileRejected(_stream_reason(exc), detail) from exc
 
     def _reduced(self, data: bytes) -> np.ndarray | None:
         """The frame at a reduced JPEG 2000 level, or ``None`` (then decode it in full)."""
@@ -166,6 +160,14 @@ def encapsulated(frame: bytes) -> bytes:
     pad = len(frame) & 1
     length = struct.pack("<I", len(frame) + pad)
     return b"".join((_ONE_FRAME_BOT, _ITEM, length, frame, b"\x00" * pad))
+
+
+def _stream_reason(exc: StreamHeaderError) -> Reason:
+    """A larger stream is a memory bomb, a stream without its end marker was cut short,
+    anything else the stream says about itself is a decoding problem."""
+    if isinstance(exc, StreamMismatch) and exc.larger:
+        return Reason.TOO_LARGE
+    return Reason.TRUNCATED if isinstance(exc, StreamTruncated) else Reason.DECODE_ERROR
 
 
 def _failure(plugin: str, exc: BaseException) -> str:

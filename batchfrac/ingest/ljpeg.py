@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from functools import cache
 
+import numpy as np
 from pydicom import uid
 from pydicom.pixels import get_decoder
 from pydicom.pixels.decoders.base import DecodeRunner
 
-__all__ = ["PLUGIN", "SYNTAXES", "register"]
+__all__ = ["PLUGIN", "SYNTAXES", "decode", "register"]
 
 #: Label of this plugin in pydicom's decoders (``decoding_plugin=PLUGIN``).
 PLUGIN = "imagecodecs"
@@ -43,20 +44,27 @@ def is_available(syntax: str) -> bool:
     return bool(imagecodecs.JPEG8.available)
 
 
-def _decode_frame(src: bytes, runner: DecodeRunner) -> bytes:
-    """Stored values of one greyscale lossless JPEG frame, native byte order, as bytes."""
+def decode(src: bytes, rows: int, columns: int) -> np.ndarray:
+    """Stored values of one greyscale lossless JPEG frame of ``rows`` x ``columns``
+    (uint8 or uint16, native byte order); raises ``ValueError`` for another shape."""
     import imagecodecs
 
-    if runner.samples_per_pixel != 1:
-        raise ValueError(f"{PLUGIN}: only single-component lossless JPEG frames are decoded")
-    arr = imagecodecs.jpeg8_decode(src)
+    arr: np.ndarray = imagecodecs.jpeg8_decode(src)
     if arr.ndim != 2:
         raise ValueError(f"{PLUGIN}: expected one component, the frame decoded to {arr.shape}")
-    if arr.shape != (runner.rows, runner.columns):
+    if arr.shape != (rows, columns):
         raise ValueError(
             f"{PLUGIN}: the frame is {arr.shape[0]} x {arr.shape[1]}, "
-            f"the data set says {runner.rows} x {runner.columns}"
+            f"the data set says {rows} x {columns}"
         )
+    return arr
+
+
+def _decode_frame(src: bytes, runner: DecodeRunner) -> bytes:
+    """Stored values of one greyscale lossless JPEG frame, native byte order, as bytes."""
+    if runner.samples_per_pixel != 1:
+        raise ValueError(f"{PLUGIN}: only single-component lossless JPEG frames are decoded")
+    arr = decode(src, runner.rows, runner.columns)
     runner.set_option("bits_allocated", 8 * arr.dtype.itemsize)
     return arr.tobytes()
 
