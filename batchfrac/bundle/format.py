@@ -73,7 +73,6 @@ def head_name(name: str | Head) -> str:
 def _validator() -> jsonschema.protocols.Validator:
     schema = json.loads((files("batchfrac") / "schemas" / SCHEMA_NAME).read_text("utf-8"))
     cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
     return cls(schema)
 
 

@@ -73,7 +73,6 @@ def _validator() -> jsonschema.protocols.Validator:
     text = (files("batchfrac") / "schemas" / SCHEMA_NAME).read_text(encoding="utf-8")
     schema = json.loads(text)
     cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
     return cls(schema)
 
 

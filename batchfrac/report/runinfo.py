@@ -25,7 +25,7 @@ from ..atomic import REPORT_FILE_MODE, write_text
 from ..errors import SpecError
 from .deidentify import PSEUDONYMS_META_KEY, run_json_record
 from .parquet import Provenance
-from .schema import run_json_schema
+from .schema import check_run_json
 
 RUN_SCHEMA_VERSION = "1.2.0"
 
@@ -269,7 +269,7 @@ def write_run_json(path: Path, doc: Mapping[str, Any]) -> Path:
     import jsonschema
 
     try:
-        jsonschema.validate(dict(doc), run_json_schema())
+        check_run_json(dict(doc))
     except jsonschema.ValidationError as exc:
         raise SpecError(f"run.json does not match its schema: {exc.message}") from exc
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n"

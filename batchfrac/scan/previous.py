@@ -90,10 +90,10 @@ def load_previous(path: Path, config_id: str) -> PreviousNight:
 def _validate_run(run: object) -> None:
     import jsonschema
 
-    from ..report.schema import run_json_schema
+    from ..report.schema import check_run_json
 
     try:
-        jsonschema.validate(run, run_json_schema())
+        check_run_json(run)
     except jsonschema.ValidationError as exc:
         raise ValueError(exc.message) from None
 

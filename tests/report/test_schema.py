@@ -9,6 +9,7 @@ import io
 import json
 from pathlib import Path
 
+import jsonschema
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -22,9 +23,11 @@ from batchfrac.report.parquet import Provenance, file_metadata, write_parquet
 from batchfrac.report.rows import ImageRow, StudyRow, image_row
 from batchfrac.report.runinfo import write_run_json
 from batchfrac.report.schema import (
+    check_run_json,
     check_table,
     load_schema,
     rows_to_table,
+    run_json_schema,
 )
 from tests.scan_fakes import ok_result, rejected_result
 
@@ -61,6 +64,29 @@ def sample_rows() -> list[ImageRow]:
     ]
     rows.append(image_row(rejected_result("/arch/x.txt", Reason.NOT_DICOM)))
     return rows
+
+
+SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
+
+
+class TestJsonSchemas:
+    """The JSON Schemas, validated at run time without a meta-schema check."""
+
+    @pytest.mark.parametrize("path", sorted(SCHEMAS_DIR.glob("*.schema.json")), ids=str)
+    def test_each_json_schema_is_valid_under_its_meta_schema(self, path: Path) -> None:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        if "$schema" not in schema:  # images, studies: our own column lists, not JSON Schema
+            assert set(schema) >= {"name", "version", "fields"}
+            return
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+
+    def test_run_json_check_raises_what_jsonschema_validate_raises(self) -> None:
+        broken = {"run_id": 5, "schema": "run"}
+        with pytest.raises(jsonschema.ValidationError) as ours:
+            check_run_json(broken)
+        with pytest.raises(jsonschema.ValidationError) as theirs:
+            jsonschema.validate(broken, run_json_schema())
+        assert ours.value.message == theirs.value.message
 
 
 class TestSchemas:
