@@ -286,9 +286,14 @@ def cached_tiny_bundle(cache_dir: Path) -> Path:
 
 
 def environ_ingest(paths: list[str], config: object) -> list[ImageResult]:
-    """One ``skipped`` row per path whose detail is the worker's malloc environment."""
+    """One ``skipped`` row per path whose detail is the environment the worker process
+    started with (``/proc/self/environ``: what glibc's malloc and numpy read at start;
+    a forked worker has its fork server's)."""
+    start = dict(
+        item.split(b"=", 1) for item in Path("/proc/self/environ").read_bytes().split(b"\0") if item
+    )
     detail = ",".join(
-        f"{key}={os.environ.get(key)}"
+        f"{key}={start.get(key.encode(), b'').decode()}"
         for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")
     )
     return [

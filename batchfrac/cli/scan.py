@@ -160,6 +160,11 @@ def scan(
       1    fatal: bad arguments, unreadable bundle, no space left, ...
       130  interrupted (Ctrl-C); finished chunks are kept, run again to resume
     """
+    if (workers is None or workers > 0) and not scheduler and infer_on is InferOn.DRIVER:
+        from ..scan.forkserver import start_forkserver
+
+        start_forkserver()  # the workers' imports, done once beside this process's own
+
     from rich.console import Console
 
     from ..atomic import make_report_dir

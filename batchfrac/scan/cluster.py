@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import BatchfracError
 from ..records import ImageResult
 from .chunks import ChunkResults, IngestChunk
+from .forkserver import FORKSERVER_CONFIG, WORKER_ENVIRON, environ, sigint_ignored, start_forkserver
 from .retry import after_lost_rows, after_task_failure, after_worker_death, overdue
 from .workers import (
     LOCAL_CLUSTER_CONFIG,
@@ -28,9 +29,7 @@ from .workers import (
     archive_problem,
     describe,
     guarded,
-    sigint_ignored,
     watched_ingest,
-    worker_malloc_environ,
 )
 
 log = logging.getLogger(__name__)
@@ -129,8 +128,14 @@ def connect(workers: int, scheduler: str | None) -> Iterator[Any]:
                 ) from None
             yield client
             return
-        stack.enter_context(dask.config.set(LOCAL_CLUSTER_CONFIG))
-        with sigint_ignored(), worker_malloc_environ():  # both inherited by the workers
+        # Workers are forked from this process's fork server (see .forkserver); a nanny
+        # also sets its pre-spawn environment in the worker it starts, so that says the same.
+        spawn_environ = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
+        settings: dict[str, object] = {**LOCAL_CLUSTER_CONFIG, **FORKSERVER_CONFIG}
+        settings["distributed.nanny.pre-spawn-environ"] = {**spawn_environ, **WORKER_ENVIRON}
+        stack.enter_context(dask.config.set(settings))
+        start_forkserver()
+        with sigint_ignored(), environ(WORKER_ENVIRON):  # a nanny sets them here too
             cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,

@@ -196,17 +196,11 @@ def _time_ingest(samples: list[str], spec: Any) -> float:
 
 def _time_cluster(workers: int) -> float:
     """Seconds a scan's own LocalCluster of ``workers`` processes costs beside the work:
-    starting it, each worker's first task (its imports), and closing it."""
-    import dask
-    from dask.distributed import Client, LocalCluster
-
-    from .workers import LOCAL_CLUSTER_CONFIG
+    starting it (and its fork server), each worker's first task, and closing it."""
+    from .cluster import connect
 
     started = time.perf_counter()
-    with dask.config.set(LOCAL_CLUSTER_CONFIG), LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-        silence_logs=logging.ERROR,
-    ) as cluster, Client(cluster) as client:  # fmt: skip
+    with connect(workers, None) as client:
         client.gather(client.map(_import_ingest, range(workers), pure=False))
     return time.perf_counter() - started
 

@@ -1,20 +1,17 @@
 """What runs on, or starts, the Dask worker processes of a scan.
 
 The task wrappers (:func:`watched_ingest` with its per-file watchdog, :func:`guarded`,
-which lets no ``BaseException`` out of a task), and how a scan's own ``LocalCluster``
-starts its workers (settings, malloc environment, SIGINT ignored). The driver side is
-:mod:`batchfrac.scan.cluster`.
+which lets no ``BaseException`` out of a task) and the Dask settings of a scan's own
+``LocalCluster``; how its worker processes start is :mod:`batchfrac.scan.forkserver`. The
+driver side is :mod:`batchfrac.scan.cluster`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..records import ImageResult
@@ -72,44 +69,6 @@ LOCAL_CLUSTER_CONFIG = {
     "distributed.scheduler.worker-saturation": 1.0,
 }
 
-#: glibc malloc settings of our LocalCluster's workers (see :func:`_worker_malloc_environ`).
-WORKER_MALLOC_ENVIRON = {
-    "MALLOC_MMAP_THRESHOLD_": str(64 << 20),
-    "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
-}
-
-
-@contextlib.contextmanager
-def worker_malloc_environ() -> Iterator[None]:
-    """Start worker processes that reuse freed image buffers (:data:`WORKER_MALLOC_ENVIRON`).
-
-    Dask starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, and setting any malloc
-    threshold freezes glibc's mmap threshold at 128 KiB: every full-resolution frame
-    (tens of MB, several per file) is then a fresh ``mmap`` the kernel must zero page
-    by page, and ``munmap``-ed when freed. On 788 radiographs that was 18 s of system
-    time on 2 cores. Buffers up to 64 MiB now come from the heap, which keeps up to
-    256 MiB free for the next file; a worker's footprint stays bounded by one file.
-
-    A nanny takes these from ``distributed.nanny.pre-spawn-environ`` unless this process's
-    environment already names them (an earlier cluster in this process leaves Dask's
-    values there), so both are set while the cluster starts, then restored.
-    """
-    import dask
-
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
-    environ.update(WORKER_MALLOC_ENVIRON)
-    saved = {key: os.environ.get(key) for key in WORKER_MALLOC_ENVIRON}
-    os.environ.update(WORKER_MALLOC_ENVIRON)
-    try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-            yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
 
 def watched_ingest(
     ingest: IngestChunk, paths: Sequence[str], config: Any, timeout: float
@@ -136,21 +95,3 @@ def watched_ingest(
             with dog.watch(path):
                 results += guarded(ingest, [path], config)
     return results
-
-
-@contextlib.contextmanager
-def sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT while worker processes start, so they inherit "ignore".
-
-    Ctrl-C reaches the whole process group; only the driver should act on it (stop
-    submitting, close the cluster, keep finished parts) instead of every worker
-    printing a traceback.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

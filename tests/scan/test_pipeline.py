@@ -23,6 +23,7 @@ from batchfrac.scan.chunks import EmptyArchive
 from batchfrac.scan.cluster import dask_ingest
 from batchfrac.scan.config import ScanConfig
 from batchfrac.scan.feed import ChunkInference
+from batchfrac.scan.forkserver import WORKER_ENVIRON
 from batchfrac.scan.inference import BatchPredictor
 from batchfrac.scan.resume import PARTS_DIR
 from batchfrac.scan.retry import (
@@ -32,7 +33,7 @@ from batchfrac.scan.retry import (
     after_worker_death,
 )
 from batchfrac.scan.run import run_scan
-from batchfrac.scan.workers import LOCAL_CLUSTER_CONFIG, WORKER_MALLOC_ENVIRON
+from batchfrac.scan.workers import LOCAL_CLUSTER_CONFIG
 from tests.scan_fakes import (
     FakeBundle,
     crashing_ingest,
@@ -388,7 +389,7 @@ def test_local_cluster_workers_reuse_freed_image_buffers(
         dask_ingest(iter([[str(tmp_path / "a")]]), None, environ_ingest, workers=1, window=1)
     )
     settings = dict(item.split("=") for item in (results[0].detail or "").split(","))
-    assert settings == {**WORKER_MALLOC_ENVIRON, "OMP_NUM_THREADS": "1"}  # Dask's own kept
+    assert settings == {key: WORKER_ENVIRON[key] for key in settings}
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # this process's env restored
 
 
