@@ -302,6 +302,25 @@ def environ_ingest(paths: list[str], config: object) -> list[ImageResult]:
     ]
 
 
+def process_ingest(paths: list[str], config: object) -> list[ImageResult]:
+    """One ``skipped`` row per path whose detail is the worker's parent process's command
+    line and whether SIGINT is ignored in the worker."""
+    import psutil
+
+    parent = " ".join(psutil.Process(os.getppid()).cmdline())
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    return [
+        ImageResult(
+            FileStat(p, 0, 0),
+            Status.SKIPPED,
+            Reason.NOT_DICOM,
+            None,
+            detail=f"sigint_ignored={ignored} parent={parent}",
+        )  # fmt: skip
+        for p in paths
+    ]
+
+
 class CountingIngest:
     """text_ingest that records the files it was given and can 'die' after N chunks."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Collection, Iterator
@@ -42,6 +43,7 @@ from tests.scan_fakes import (
     hanging_ingest,
     make_dicom_archive,
     ok_result,
+    process_ingest,
     rejected_result,
     text_ingest,
 )
@@ -391,6 +393,19 @@ def test_local_cluster_workers_reuse_freed_image_buffers(
     settings = dict(item.split("=") for item in (results[0].detail or "").split(","))
     assert settings == {key: WORKER_ENVIRON[key] for key in settings}
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # this process's env restored
+
+
+def test_local_cluster_workers_are_forked_from_the_fork_server_ignoring_sigint(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a").write_text("x")
+    [(_paths, results)] = list(
+        dask_ingest(iter([[str(tmp_path / "a")]]), None, process_ingest, workers=1, window=1)
+    )
+    detail = results[0].detail or ""
+    assert detail.startswith("sigint_ignored=True parent=")
+    assert "from multiprocessing.forkserver import main" in detail  # not this process
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the driver's is restored
 
 
 def test_a_files_warnings_and_traceback_go_to_scan_log_not_the_terminal(
