@@ -45,11 +45,12 @@ WORKER_ENVIRON = {
     **WORKER_MALLOC_ENVIRON,
 }
 
-#: What the fork server imports once for all the workers it forks: the main module (for
-#: the ``batchfrac`` script, the CLI; a forked worker would otherwise run it again; one
-#: run as ``python -m NAME`` is added by name), Dask's worker, and the decoding stack
-#: every task needs (pydicom, its codecs, OpenCV, numpy).
-FORKSERVER_PRELOAD = ["__main__", "distributed", "batchfrac.ingest.entry"]
+#: What the fork server imports once for all the workers it forks: Dask's worker, the
+#: decoding stack every task needs (pydicom, its codecs, OpenCV, numpy), and the CLI.
+#: multiprocessing runs the main module again in each worker: for the ``batchfrac``
+#: script that imports the CLI, then found loaded (Python 3.11's fork server ignores
+#: ``"__main__"`` here). A main module run as ``python -m NAME`` is added by name.
+FORKSERVER_PRELOAD = ["distributed", "batchfrac.ingest.entry", "batchfrac.cli"]
 
 #: Dask setting under which the nannies of our LocalCluster ask the fork server for workers.
 FORKSERVER_CONFIG = {"distributed.worker.multiprocessing-method": "forkserver"}
