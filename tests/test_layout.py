@@ -65,3 +65,22 @@ def test_no_source_file_over_400_lines() -> None:
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400
     }
     assert long == {}
+
+
+def test_the_cli_loads_neither_pydicom_nor_opencv_nor_numpy() -> None:
+    # Every command pays for what the CLI imports; scan workers are forked ready-loaded.
+    assert _imported_after("batchfrac.cli") & {"pydicom", "cv2", "numpy", "pyarrow"} == set()
+
+
+@pytest.mark.parametrize("module", ["batchfrac.scan.run", "batchfrac.ingest.settings"])
+def test_a_scans_driver_side_does_not_load_pydicom(module: str) -> None:
+    assert "pydicom" not in _imported_after(module)
+
+
+def test_the_fork_server_module_is_standard_library_only() -> None:
+    loaded = _imported_after("batchfrac.scan.forkserver")
+    assert {n for n in loaded if n.startswith("batchfrac.")} == {
+        "batchfrac.scan",
+        "batchfrac.scan.forkserver",
+    }
+    assert loaded & {"numpy", "pydicom", "dask", "distributed", "pyarrow"} == set()

@@ -20,8 +20,6 @@ the display transforms. An image that comes out non-finite is a ``decode_error``
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from types import TracebackType
 
@@ -29,12 +27,6 @@ import numpy as np
 from pydicom.pixels.decoders.base import Decoder
 from pydicom.uid import UID
 
-from ..defaults import (
-    DEFAULT_MAX_DECODED_BYTES,
-    DEFAULT_MAX_FRAME_PIXELS,
-    DEFAULT_MAX_FRAMES,
-    DEFAULT_MIN_SIDE,
-)
 from ..enums import ImageFlag, Reason
 from ..errors import FileRejected
 from ..records import DicomHeader
@@ -42,68 +34,13 @@ from .display import to_display
 from .frames import FrameDecoder
 from .image_pixel import ImagePixel
 from .plugins import pixel_decoder
+from .settings import DecodePolicy, FramePolicy
 from .sources import open_pixel_source
 
 __all__ = ["DecodePolicy", "DecodedFrames", "FramePolicy", "check_geometry", "decode"]
 
-
-class FramePolicy(str, Enum):
-    """Which frames of a multi-frame image are decoded.
-
-    Every decoded frame becomes its own image row (``ImageResult.frame`` is its
-    0-based index). ``all``: every frame; ``first``: frame 0 only (cheaper on
-    archives that store cine-like multi-frame radiographs).
-    """
-
-    ALL = "all"
-    FIRST = "first"
-
-
-@dataclass(frozen=True)
-class DecodePolicy:
-    """Limits and choices for :func:`decode`.
-
-    The caps are checked from the header before any pixel data is read, because a
-    codec allocates its whole output up front: one hostile or broken header (65535 x
-    65535 x 1000 frames) must not exhaust a worker's memory.
-
-    - ``max_frame_pixels``: Rows x Columns x Samples per Pixel of one frame;
-    - ``max_frames``: frames decoded from one file (those ``frames`` asks for);
-    - ``max_decoded_bytes``: the stored values of those frames together (Bits
-      Allocated rounded up to whole bytes);
-    - ``min_side``: a Rows or Columns under this is too small to score (``too_small``,
-      skipped): 1 x 1 or 8 x 8 "radiographs" are not images the models can read;
-    - ``frames``: a :class:`FramePolicy` value;
-    - ``min_long_side``: decoders may return a smaller image whose long side is still
-      at least this many pixels (``None``: always full resolution). Only JPEG 2000 and
-      HTJ2K greyscale frames use it, by dropping wavelet levels
-      (:mod:`batchfrac.ingest.j2k`). Set it to the size preprocessing shrinks to
-      anyway, so no detail it keeps is lost.
-    """
-
-    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
-    max_frames: int = DEFAULT_MAX_FRAMES
-    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
-    min_side: int = DEFAULT_MIN_SIDE
-    frames: str = FramePolicy.ALL
-    min_long_side: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("max_frame_pixels", "max_frames", "max_decoded_bytes", "min_side"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.min_long_side is not None and self.min_long_side <= 0:
-            raise ValueError(f"min_long_side must be positive, got {self.min_long_side}")
-        try:
-            frames = FramePolicy(self.frames)
-        except ValueError:
-            choices = ", ".join(policy.value for policy in FramePolicy)
-            raise ValueError(f"frames must be one of {choices}, got {self.frames!r}") from None
-        object.__setattr__(self, "frames", frames)
-
-    def frames_wanted(self, number_of_frames: int) -> int:
-        """How many of a file's frames are decoded."""
-        return number_of_frames if self.frames is FramePolicy.ALL else min(number_of_frames, 1)
+#: The limits :func:`decode` applies unless given others.
+DEFAULT_POLICY = DecodePolicy()
 
 
 def check_geometry(header: DicomHeader, policy: DecodePolicy) -> None:
@@ -127,7 +64,7 @@ def check_geometry(header: DicomHeader, policy: DecodePolicy) -> None:
     _check_caps(rows, columns, header.samples_per_pixel, frames, sample_bytes, policy)
 
 
-def decode(path: Path, header: DicomHeader, policy: DecodePolicy = DecodePolicy()) -> DecodedFrames:
+def decode(path: Path, header: DicomHeader, policy: DecodePolicy = DEFAULT_POLICY) -> DecodedFrames:
     """Decode the pixel data of ``path`` into 2-D float32 images in ``[0, 1]``, bone bright,
     one frame at a time as the result is iterated (see :class:`DecodedFrames`).
 

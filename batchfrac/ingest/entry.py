@@ -11,47 +11,23 @@ stops, hangs or crashes a scan (a codec that aborts the process is kept away by
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from time import perf_counter
 
 import numpy as np
 
-from ..defaults import DEFAULT_MODALITIES
 from ..enums import ImageFlag, Reason, Status
 from ..errors import FileRejected
 from ..records import DicomHeader, FileStat, ImageResult
 from .capture import FATAL, FileLog, captured, describe, format_traceback
-from .decode import DecodePolicy, FramePolicy, decode
+from .decode import decode
 from .header import check_image, read_header
 from .preprocess import PreprocessSpec, preprocess
+from .settings import DecodePolicy, FramePolicy, IngestConfig
 from .walk import file_stat
 
 __all__ = ["IngestConfig", "ingest_chunk", "ingest_file"]
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    """Everything a worker needs to turn a path into image rows (picklable, immutable).
-
-    ``reduce_resolution``: let the decoder return images whose long side is still at
-    least ``spec.working_size`` (``decode.min_long_side``, unless that is set
-    explicitly), since preprocessing shrinks to that size first anyway. JPEG 2000
-    then skips its finest wavelet levels, several times faster on radiographs;
-    ``False`` always decodes at full resolution.
-    """
-
-    modalities: tuple[str, ...] = DEFAULT_MODALITIES
-    decode: DecodePolicy = field(default_factory=DecodePolicy)
-    spec: PreprocessSpec = field(default_factory=PreprocessSpec)
-    reduce_resolution: bool = True
-
-    @property
-    def decode_policy(self) -> DecodePolicy:
-        """The policy :func:`ingest_file` decodes with (``decode`` plus the reduction)."""
-        if not self.reduce_resolution or self.decode.min_long_side is not None:
-            return self.decode
-        return replace(self.decode, min_long_side=self.spec.working_size)
 
 
 def ingest_file(path: Path, config: IngestConfig) -> list[ImageResult]:

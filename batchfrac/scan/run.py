@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..bundle.device import BackendInfo
-    from ..ingest.entry import IngestConfig
+    from ..ingest.settings import IngestConfig
     from .fleet import Fleet
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def run_scan(
     """Scan ``config.archive`` into ``config.out``; resume from its parts if any.
 
     ``bundle``/``ingest`` replace the bundle at ``config.bundle`` and
-    :func:`batchfrac.ingest.entry.ingest_chunk` (tests). Raises :class:`BatchfracError`
+    :func:`batchfrac.ingest.settings.ingest_task` (tests). Raises :class:`BatchfracError`
     (bad paths, bundle), ``OSError`` (e.g. no space) and ``KeyboardInterrupt``; finished
     chunks stay in ``parts/`` in every case.
     """
@@ -268,8 +268,7 @@ def batch_size(config: ScanConfig, bundle: ScanBundle) -> int:
 
 def ingest_settings(config: ScanConfig, spec: PreprocessSpec) -> IngestConfig:
     """What the workers need to turn a path into image rows, from the scan's options."""
-    from ..ingest.decode import DecodePolicy
-    from ..ingest.entry import IngestConfig
+    from ..ingest.settings import DecodePolicy, IngestConfig
 
     policy = DecodePolicy(
         max_frame_pixels=config.max_frame_pixels,
@@ -319,7 +318,7 @@ def scan_pending(
     The networks are built and traced in a thread while the first chunks decode.
     ``started`` (``time.perf_counter()``) is when the scan began, for its wall time.
     """
-    from ..ingest.entry import ingest_chunk
+    from ..ingest.settings import ingest_task
 
     clock = time.perf_counter() if started is None else started
     size = batch_size(config, bundle)
@@ -339,7 +338,7 @@ def scan_pending(
     head = list(itertools.islice(chunks, max(1, config.workers)))
     warm = Background(warm_up(predictor, inference) if head else None)
     chunks = itertools.chain(head, chunks)
-    task = ingest or ingest_chunk
+    task = ingest or ingest_task
     if not head:  # nothing left to decode: no cluster to start
         stream = local_ingest(chunks, ingest_config, task)
     elif config.workers == 0 and not config.scheduler:

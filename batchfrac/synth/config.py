@@ -5,15 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydicom.uid import (
-    UID,
-    ExplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    RLELossless,
-)
+if TYPE_CHECKING:
+    from pydicom.uid import UID
 
 
 class Layout(str, Enum):
@@ -35,6 +30,14 @@ class Syntax(str, Enum):
     @property
     def uid(self) -> UID:
         """(0002,0010) *Transfer Syntax UID* of this syntax."""
+        from pydicom.uid import (  # here: the CLI imports this module for its options
+            ExplicitVRLittleEndian,
+            JPEG2000Lossless,
+            JPEGLosslessSV1,
+            JPEGLSLossless,
+            RLELossless,
+        )
+
         return {
             Syntax.EXPLICIT: ExplicitVRLittleEndian,
             Syntax.RLE: RLELossless,

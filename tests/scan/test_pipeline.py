@@ -6,6 +6,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Collection, Iterator
@@ -366,6 +367,26 @@ def test_networks_warm_up_beside_decoding_and_their_errors_stop_the_scan(tmp_pat
     config = ScanConfig(archive, tmp_path / "out", Path("unused"), workers=0, chunk_size=3)
     with pytest.raises(BundleError, match="do not fit"):
         run_scan(config, bundle=BrokenTrunkBundle())
+
+
+def test_a_scans_driver_leaves_pydicom_to_the_workers_that_decode(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "a.dcm").write_bytes(b"\0" * 200)  # decoded (rejected) by a worker
+    bundle = Path(__file__).resolve().parents[2] / "batchfrac" / "demo_bundle"
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from batchfrac.scan.config import ScanConfig\n"
+        "from batchfrac.scan.run import run_scan\n"
+        f"config = ScanConfig(Path({str(archive)!r}), Path({str(tmp_path / 'out')!r}), "
+        f"Path({str(bundle)!r}), workers=1)\n"
+        "summary = run_scan(config)\n"
+        "print(summary.run['counts']['status'], 'pydicom' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert result.stdout.split("\n")[-2] == "{'skipped': 1} False"
 
 
 def test_a_rerun_with_nothing_left_to_decode_builds_no_network(tmp_path: Path) -> None:
