@@ -38,7 +38,7 @@ class FramePolicy(str, Enum):
 
 @dataclass(frozen=True)
 class DecodePolicy:
-    """Limits and choices for :func:`decode`.
+    """Limits and choices for :func:`batchfrac.ingest.decode.decode`.
 
     The caps are checked from the header before any pixel data is read, because a
     codec allocates its whole output up front: one hostile or broken header (65535 x
@@ -101,7 +101,8 @@ class IngestConfig:
 
     @property
     def decode_policy(self) -> DecodePolicy:
-        """The policy :func:`ingest_file` decodes with (``decode`` plus the reduction)."""
+        """The policy :func:`batchfrac.ingest.entry.ingest_file` decodes with (``decode``
+        plus the reduction)."""
         if not self.reduce_resolution or self.decode.min_long_side is not None:
             return self.decode
         return replace(self.decode, min_long_side=self.spec.working_size)

@@ -9,7 +9,10 @@ all that once (:data:`FORKSERVER_PRELOAD`) and each worker is forked from it, re
 :func:`start_forkserver` is called as early as a scan knows it will start local workers
 (the CLI calls it before it loads the scan's own modules), so the server's imports run on
 another core while this process loads the rest; :func:`batchfrac.scan.cluster.connect`
-calls it again (a no-op once it runs). This module imports the standard library only.
+calls it again (a no-op once it runs). When nothing turns out to need decoding (a resumed
+or ``--previous`` scan with no new files), the server has cost only its imports, on the
+other core. It ends with this process, and so do the workers forked from it, also when
+this process is killed. This module imports the standard library only.
 """
 
 from __future__ import annotations
