@@ -128,14 +128,16 @@ def connect(workers: int, scheduler: str | None) -> Iterator[Any]:
                 ) from None
             yield client
             return
-        # Workers are forked from this process's fork server (see .forkserver); a nanny
-        # also sets its pre-spawn environment in the worker it starts, so that says the same.
+        # Workers are forked from this process's fork server (see .forkserver), or spawned
+        # if it cannot start; a nanny also sets its pre-spawn environment in the worker it
+        # starts, so that says the same.
         spawn_environ = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
-        settings: dict[str, object] = {**LOCAL_CLUSTER_CONFIG, **FORKSERVER_CONFIG}
+        settings: dict[str, object] = dict(LOCAL_CLUSTER_CONFIG)
+        if start_forkserver():
+            settings.update(FORKSERVER_CONFIG)
         settings["distributed.nanny.pre-spawn-environ"] = {**spawn_environ, **WORKER_ENVIRON}
         stack.enter_context(dask.config.set(settings))
-        start_forkserver()
-        with sigint_ignored(), environ(WORKER_ENVIRON):  # a nanny sets them here too
+        with sigint_ignored(), environ(WORKER_ENVIRON):  # inherited by spawned workers
             cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,

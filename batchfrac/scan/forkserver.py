@@ -18,11 +18,14 @@ this process is killed. This module imports the standard library only.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator, Mapping
+
+log = logging.getLogger(__name__)
 
 #: glibc malloc settings of the workers. Dask starts workers with
 #: ``MALLOC_TRIM_THRESHOLD_=65536``, and setting any malloc threshold freezes glibc's mmap
@@ -59,8 +62,10 @@ FORKSERVER_PRELOAD = ["distributed", "batchfrac.ingest.entry", "batchfrac.cli"]
 FORKSERVER_CONFIG = {"distributed.worker.multiprocessing-method": "forkserver"}
 
 
-def start_forkserver() -> None:
-    """Start this process's fork server, unless it runs (it lives until this process ends).
+def start_forkserver() -> bool:
+    """Start this process's fork server, unless it runs (it lives until this process ends);
+    ``False`` (and a warning in the log) if it cannot: workers are then spawned, as Dask
+    does by default (e.g. no Unix socket can be made in the temporary directory).
 
     It starts with :data:`WORKER_ENVIRON` and with SIGINT ignored (see
     :func:`sigint_ignored`), and every worker forked from it inherits both; this
@@ -74,7 +79,12 @@ def start_forkserver() -> None:
     with sigint_ignored(), environ(WORKER_ENVIRON):
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([*FORKSERVER_PRELOAD, *by_name])
-        multiprocessing.forkserver.ensure_running()
+        try:
+            multiprocessing.forkserver.ensure_running()
+        except OSError as exc:
+            log.warning("cannot start a fork server (%s): Dask workers are spawned", exc)
+            return False
+    return True
 
 
 @contextlib.contextmanager

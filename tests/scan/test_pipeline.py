@@ -429,6 +429,25 @@ def test_local_cluster_workers_are_forked_from_the_fork_server_ignoring_sigint(
     assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the driver's is restored
 
 
+def test_without_a_fork_server_local_workers_are_spawned_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import multiprocessing.forkserver
+
+    def refuse() -> None:
+        raise PermissionError("no socket in the temporary directory")
+
+    monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", refuse)
+    (tmp_path / "a").write_text("x")
+    [(_paths, results)] = list(
+        dask_ingest(iter([[str(tmp_path / "a")]]), None, process_ingest, workers=1, window=1)
+    )
+    detail = results[0].detail or ""
+    assert detail.startswith("sigint_ignored=True parent=")
+    assert "forkserver" not in detail  # a nanny of this process spawned it
+    assert "cannot start a fork server (no socket" in caplog.text
+
+
 def test_a_files_warnings_and_traceback_go_to_scan_log_not_the_terminal(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
