@@ -21,13 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from functools import cache, cached_property
-from importlib.resources import files
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
-
+from .. import schemas
 from ..defaults import DEFAULT_THRESHOLD
 from ..enums import Backend, Bone, Head
 from ..errors import BundleError, SpecError
@@ -69,13 +67,6 @@ def head_name(name: str | Head) -> str:
         ) from None
 
 
-@cache
-def _validator() -> jsonschema.protocols.Validator:
-    schema = json.loads((files("batchfrac") / "schemas" / SCHEMA_NAME).read_text("utf-8"))
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema)
-
-
 def compute_bundle_id(meta: dict[str, Any]) -> str:
     """First 16 hex digits of the sha256 of what determines the bundle's outputs: weights,
     decision thresholds, preprocessing, classes and input size (not dates or metrics)."""
@@ -94,7 +85,9 @@ def compute_bundle_id(meta: dict[str, Any]) -> str:
 
 def validate_meta(meta: Any, where: Path) -> None:
     """Raise :class:`BundleError` unless ``meta`` is a valid, self-consistent bundle.json."""
-    errors = sorted(_validator().iter_errors(meta), key=lambda e: list(e.absolute_path))
+    errors = sorted(
+        schemas.validator(SCHEMA_NAME).iter_errors(meta), key=lambda e: list(e.absolute_path)
+    )
     if errors:
         parts = [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors]
         raise BundleError(f"{where} does not match {SCHEMA_NAME}: " + "; ".join(parts[:10]))

@@ -18,14 +18,12 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from enum import Enum
-from functools import cache
-from importlib.resources import files
 from typing import Any
 
 import cv2
-import jsonschema
 import numpy as np
 
+from .. import schemas
 from ..errors import SpecError
 from .filters import (
     canny,
@@ -68,18 +66,11 @@ class ChannelOp(str, Enum):
     LAPLACIAN = "laplacian"
 
 
-@cache
-def _validator() -> jsonschema.protocols.Validator:
-    text = (files("batchfrac") / "schemas" / SCHEMA_NAME).read_text(encoding="utf-8")
-    schema = json.loads(text)
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema)
-
-
 def _validate(document: Any) -> None:
     """Raise :class:`SpecError` listing every way ``document`` violates the schema."""
     errors = sorted(
-        _validator().iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path]
+        schemas.validator(SCHEMA_NAME).iter_errors(document),
+        key=lambda e: [str(p) for p in e.absolute_path],
     )
     if errors:
         parts = []

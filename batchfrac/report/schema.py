@@ -14,17 +14,19 @@ Schema file format (``images``, ``studies``)::
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import Any, Protocol
 
 import jsonschema
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import schemas
 from ..errors import SpecError
+
+#: The JSON Schema of ``run.json``.
+RUN_SCHEMA = "run.schema.json"
 
 _TYPES: Mapping[str, pa.DataType] = {
     "string": pa.string(),
@@ -72,14 +74,10 @@ class ReportSchema:
         return [f.name for f in self.fields]
 
 
-def _schema_text(filename: str) -> str:
-    return (files("batchfrac") / "schemas" / filename).read_text(encoding="utf-8")
-
-
 @functools.cache
 def load_schema(name: str) -> ReportSchema:
     """Load and check ``schemas/<name>.schema.json`` (``images`` or ``studies``)."""
-    doc = json.loads(_schema_text(f"{name}.schema.json"))
+    doc = schemas.load(f"{name}.schema.json")
     try:
         fields = tuple(
             FieldSpec(
@@ -103,26 +101,18 @@ def load_schema(name: str) -> ReportSchema:
     return schema
 
 
-@functools.cache
 def run_json_schema() -> dict[str, Any]:
-    """The JSON Schema of ``run.json``."""
-    doc: dict[str, Any] = json.loads(_schema_text("run.schema.json"))
-    return doc
+    """The JSON Schema of ``run.json`` (do not modify it)."""
+    return schemas.load(RUN_SCHEMA)
 
 
 def check_run_json(doc: object) -> None:
     """Raise the most relevant :class:`jsonschema.ValidationError` of ``doc`` against
     :func:`run_json_schema`, as :func:`jsonschema.validate` does, but without checking
     the schema itself each time (~0.1 s; the tests check every shipped schema once)."""
-    error = jsonschema.exceptions.best_match(_run_json_validator().iter_errors(doc))
+    error = jsonschema.exceptions.best_match(schemas.validator(RUN_SCHEMA).iter_errors(doc))
     if error is not None:
         raise error
-
-
-@functools.cache
-def _run_json_validator() -> jsonschema.protocols.Validator:
-    schema = run_json_schema()
-    return jsonschema.validators.validator_for(schema)(schema)
 
 
 class _Row(Protocol):

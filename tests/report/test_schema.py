@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from batchfrac import schemas
 from batchfrac.atomic import write_text
 from batchfrac.enums import Bone, ImageFlag, Label, Reason, Status, StudyFlag
 from batchfrac.errors import SpecError
@@ -23,6 +24,7 @@ from batchfrac.report.parquet import Provenance, file_metadata, write_parquet
 from batchfrac.report.rows import ImageRow, StudyRow, image_row
 from batchfrac.report.runinfo import write_run_json
 from batchfrac.report.schema import (
+    RUN_SCHEMA,
     check_run_json,
     check_table,
     load_schema,
@@ -79,6 +81,11 @@ class TestJsonSchemas:
             assert set(schema) >= {"name", "version", "fields"}
             return
         jsonschema.validators.validator_for(schema).check_schema(schema)
+
+    def test_one_validator_per_schema_and_process(self) -> None:
+        first = schemas.validator(RUN_SCHEMA)
+        assert schemas.validator(RUN_SCHEMA) is first
+        assert first.schema is run_json_schema() is schemas.load(RUN_SCHEMA)
 
     def test_run_json_check_raises_what_jsonschema_validate_raises(self) -> None:
         broken = {"run_id": 5, "schema": "run"}
