@@ -160,17 +160,10 @@ def scan(
       1    fatal: bad arguments, unreadable bundle, no space left, ...
       130  interrupted (Ctrl-C); finished chunks are kept, run again to resume
     """
-    if (workers is None or workers > 0) and not scheduler and infer_on is InferOn.DRIVER:
-        from ..scan.forkserver import start_forkserver
-
-        start_forkserver()  # the workers' imports, done once beside this process's own
-
     from rich.console import Console
 
-    from ..atomic import make_report_dir
     from ..errors import BatchfracError
     from ..scan.config import ScanConfig, default_workers
-    from ..scan.run import check_paths, load_pseudonyms
 
     terminal = Console(stderr=True, soft_wrap=True)
     if bundle is None:
@@ -203,6 +196,17 @@ def scan(
             heatmaps_uncertain=heatmaps_uncertain,
             infer_on=infer_on,
         )
+    except ValueError as exc:
+        _fail(terminal, exc)
+    if config.local_workers:
+        from ..scan.forkserver import start_forkserver
+
+        start_forkserver()  # the workers' imports, done once beside this process's own
+
+    from ..atomic import make_report_dir
+    from ..scan.run import check_paths, load_pseudonyms
+
+    try:
         check_paths(config.archive, config.out)
         load_pseudonyms(config)  # a bad key file is refused before anything is written
         make_report_dir(config.out)

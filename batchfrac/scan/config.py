@@ -21,13 +21,10 @@ from ..defaults import (
 from ..enums import Backend, InferOn, Routing
 
 
-def inference_threads(workers: int, scheduler: str | None = None) -> int:
-    """ONNX Runtime threads on the driver next to ``workers`` local decoding processes
-    (see :attr:`ScanConfig.inference_threads`)."""
-    cores = default_workers()
-    if workers == 0 or scheduler:
-        return cores
-    return max(1, cores - workers)
+def inference_threads(local_workers: int) -> int:
+    """ONNX Runtime threads on the driver next to ``local_workers`` decoding processes on
+    this machine (see :attr:`ScanConfig.inference_threads`)."""
+    return max(1, default_workers() - local_workers)
 
 
 def default_workers() -> int:
@@ -128,7 +125,14 @@ class ScanConfig:
         """ONNX Runtime threads on the driver: the cores that this scan's decoding
         processes leave free, at least one (all of them when decoding runs in this
         process, between batches, or on another machine's cluster)."""
-        return inference_threads(self.workers, self.scheduler)
+        return inference_threads(self.local_workers)
+
+    @property
+    def local_workers(self) -> int:
+        """Decoding processes this scan may start on this machine (fewer for a small
+        archive): none with ``--scheduler`` (the cluster's workers decode) or
+        ``--workers 0`` (this process decodes)."""
+        return 0 if self.scheduler else self.workers
 
     def arguments(self) -> dict[str, Any]:
         """JSON-ready arguments for ``run.json``."""

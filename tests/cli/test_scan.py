@@ -112,6 +112,29 @@ def test_fatal_errors_exit_1(tmp_path: Path, archive: Path, args: list[str]) -> 
     assert not (archive / "inside").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "started"),
+    [
+        ([], 1),  # one decoding process per core
+        (["--workers", "2"], 1),
+        (["--workers", "0"], 0),  # this process decodes
+        (["--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], 0),  # the cluster decodes
+        (["--workers", "2", "--batch-size", "0"], 0),  # refused before anything starts
+    ],
+)
+def test_the_fork_server_starts_only_for_local_workers(
+    tmp_path: Path, archive: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], started: int
+) -> None:
+    import batchfrac.scan.forkserver as forkserver
+
+    calls: list[None] = []
+    monkeypatch.setattr(forkserver, "start_forkserver", lambda: calls.append(None) or True)
+    # --out inside the archive: refused after the fork server's start, before any scan
+    result = scan(archive, "--out", archive / "inside", *args)
+    assert result.exit_code == 1 and "error:" in result.stderr, result.output
+    assert len(calls) == started
+
+
 def test_missing_archive_exits_1(tmp_path: Path) -> None:
     result = scan(tmp_path / "nothing", "--out", tmp_path / "out", "--bundle", tmp_path)
     assert result.exit_code == 1
