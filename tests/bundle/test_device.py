@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from batchfrac.bundle import device
@@ -43,6 +46,60 @@ class TestNvidiaSmi:
     @pytest.mark.parametrize("text", ["", "[N/A]\n", "No devices were found"])
     def test_unreadable_output_is_unknown(self, text: str) -> None:
         assert parse_nvidia_smi_free(text) is None
+
+
+def fake_nvidia_smi(folder: Path, body: str) -> Path:
+    """An executable ``nvidia-smi`` in ``folder`` running ``body`` (sh); it writes its
+    arguments to ``folder/args``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "nvidia-smi"
+    script.write_text(f'#!/bin/sh\necho "$@" > "{folder}/args"\n{body}\n')
+    script.chmod(0o755)
+    return folder
+
+
+class TestNvidiaSmiOnPath:
+    """:func:`device.gpu_free_bytes` runs whatever ``nvidia-smi`` PATH finds."""
+
+    def test_free_memory_of_the_first_gpu(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        folder = fake_nvidia_smi(tmp_path / "bin", "printf '143000\\n143771\\n'")
+        monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+        assert device.gpu_free_bytes() == 143000 << 20
+        args = (folder / "args").read_text().split()
+        assert "--query-gpu=memory.free" in args and "--format=csv,noheader,nounits" in args
+
+    @pytest.mark.parametrize(
+        "body",
+        ["echo 'NVIDIA-SMI has failed because it couldn't communicate with the driver'; exit 9",
+         "echo 'No devices were found'", "kill -SEGV $$"],
+        ids=["driver-gone", "no-devices", "crash"],
+    )  # fmt: skip
+    def test_a_failing_driver_is_no_gpu(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str
+    ) -> None:
+        folder = fake_nvidia_smi(tmp_path / "bin", body)
+        monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+        assert device.gpu_free_bytes() is None
+
+    def test_no_nvidia_smi_is_no_gpu(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("PATH", str(tmp_path))
+        assert device.gpu_free_bytes() is None
+
+    def test_a_keras_scan_on_a_gpu_host_plans_accelerator_batches(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_bundle_path: Path
+    ) -> None:
+        from batchfrac.bundle.format import ModelBundle
+
+        folder = fake_nvidia_smi(tmp_path / "bin", "echo 143000")
+        monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+        bundle = ModelBundle.load(demo_bundle_path)
+        planned = bundle.use_backend("keras")  # planned before Keras is imported
+        assert (planned.device, planned.batch_size, planned.fixed_batch) == (
+            "gpu", ACCELERATOR_BATCH_MAX, True
+        )  # fmt: skip
+        assert bundle.backend.batch_size == ACCELERATOR_BATCH_MAX
 
 
 class TestKerasPlan:
